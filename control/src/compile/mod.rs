@@ -1,0 +1,492 @@
+//! The compiler: a validated [`Config`] to the tables the kernel reads. Pure: no I/O, no clock.
+
+mod table;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use dataplane_common::{
+    FIRST_RULE_ID, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_RULES, MAX_WORKLOADS, RULE_NAME_LEN,
+    RuleMatch, rule_ids, workload_flags,
+};
+use serde::Serialize;
+
+use crate::diagnostics::{Diagnostics, Location};
+use crate::evaluate::EgressIndex;
+use crate::model::{Action, Config, EgressPolicy, Workload, labels_match};
+use crate::net::{HostMatch, PortMatch, Prefix};
+use crate::rule_ids::RuleIds;
+use table::{EntryKey, TableBuilder};
+
+/// Node-wide settings that shape compilation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// Trust domain of principals: `<trust_domain>/ns/<ns>/sa/<sa>`.
+    pub trust_domain: String,
+    /// Policies in this namespace apply to workloads of every namespace.
+    pub root_namespace: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            trust_domain: "cluster.local".to_string(),
+            root_namespace: "istio-system".to_string(),
+        }
+    }
+}
+
+/// Addresses of exact DNS names: lowercase name without trailing dot → addresses.
+pub type Resolutions = BTreeMap<String, Vec<IpAddr>>;
+
+/// A workload as the kernel knows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CompiledWorkload {
+    /// 1.. in (namespace, name) order.
+    pub workload_id: u32,
+    pub namespace: String,
+    pub name: String,
+    /// Relative to the cgroup2 mount; `None` if the WorkloadEntry names no cgroup.
+    pub cgroup: Option<PathBuf>,
+    /// [`dataplane_common::workload_flags`].
+    pub flags: u32,
+    pub principal: String,
+    pub labels: BTreeMap<String, String>,
+    pub address: Option<IpAddr>,
+}
+
+/// One entry of the egress LPM trie. `addr`/`prefix_len` are in the IPv4-mapped 128-bit space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EgressEntry {
+    pub workload_id: u32,
+    /// 0 = any port.
+    pub port: u16,
+    pub addr: [u8; 16],
+    /// 0..=128 bits of `addr`.
+    pub prefix_len: u8,
+    pub rules: RuleMatch,
+}
+
+/// What a rule id stands for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleInfo {
+    pub id: u32,
+    /// `namespace/policy#index`.
+    pub name: String,
+    pub policy_namespace: String,
+    pub policy_name: String,
+    pub rule_index: usize,
+    pub action: Action,
+    pub location: Location,
+}
+
+/// The output of [`compile`]: everything `dataplane` writes into the kernel for one generation.
+/// Treat it as read-only: [`evaluate`](crate::evaluate) indexes `egress` on first use.
+#[derive(Clone, Debug)]
+pub struct CompiledPolicy {
+    /// Sorted by `workload_id`.
+    pub workloads: Vec<CompiledWorkload>,
+    /// Folded entries, sorted by (workload, port, prefix).
+    pub egress: Vec<EgressEntry>,
+    /// Sorted by id.
+    pub rules: Vec<RuleInfo>,
+    /// Feed back as `previous_rule_ids` to the next compile.
+    pub rule_ids: RuleIds,
+    /// Exact DNS names used in hosts, for the agent to resolve.
+    pub dns_names: BTreeSet<String>,
+    /// The configuration's warnings followed by the compiler's.
+    pub warnings: Diagnostics,
+    pub(crate) index: OnceLock<EgressIndex>,
+}
+
+/// Counts that describe a compiled policy (no generation numbers, so equal configs give equal
+/// summaries).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicySummary {
+    pub workloads: usize,
+    pub workloads_with_cgroup: usize,
+    pub workloads_with_allow_policy: usize,
+    pub rules: usize,
+    pub egress_entries: usize,
+    pub dns_names: usize,
+    pub warnings: usize,
+}
+
+impl CompiledPolicy {
+    /// The rule with this id, if it is a real rule.
+    pub fn rule(&self, id: u32) -> Option<&RuleInfo> {
+        self.rules
+            .binary_search_by_key(&id, |r| r.id)
+            .ok()
+            .map(|i| &self.rules[i])
+    }
+
+    /// A readable name for any rule id, reserved ones included.
+    pub fn rule_name(&self, id: u32) -> String {
+        match id {
+            rule_ids::DEFAULT_DENY => "(default deny: no ALLOW rule matched)".to_string(),
+            rule_ids::DEFAULT_ALLOW => {
+                "(default allow: no ALLOW policy selects the workload)".to_string()
+            }
+            rule_ids::NONE => "(none)".to_string(),
+            _ => match self.rule(id) {
+                Some(r) => r.name.clone(),
+                None => format!("(unknown rule {id})"),
+            },
+        }
+    }
+
+    pub fn workload(&self, workload_id: u32) -> Option<&CompiledWorkload> {
+        self.workloads
+            .binary_search_by_key(&workload_id, |w| w.workload_id)
+            .ok()
+            .map(|i| &self.workloads[i])
+    }
+
+    pub fn workload_by_name(&self, namespace: &str, name: &str) -> Option<&CompiledWorkload> {
+        self.workloads
+            .iter()
+            .find(|w| w.namespace == namespace && w.name == name)
+    }
+
+    pub fn workload_by_address(&self, ip: IpAddr) -> Option<&CompiledWorkload> {
+        self.workloads.iter().find(|w| w.address == Some(ip))
+    }
+
+    pub fn summary(&self) -> PolicySummary {
+        PolicySummary {
+            workloads: self.workloads.len(),
+            workloads_with_cgroup: self.workloads.iter().filter(|w| w.cgroup.is_some()).count(),
+            workloads_with_allow_policy: self
+                .workloads
+                .iter()
+                .filter(|w| w.flags & workload_flags::HAS_ALLOW_POLICY != 0)
+                .count(),
+            rules: self.rules.len(),
+            egress_entries: self.egress.len(),
+            dns_names: self.dns_names.len(),
+            warnings: self.warnings.len(),
+        }
+    }
+}
+
+/// Compiles `config` into kernel tables. `resolved` gives addresses for exact DNS names (names
+/// without an entry match nothing yet); `previous_rule_ids` keeps rule ids stable.
+pub fn compile(
+    config: &Config,
+    settings: &Settings,
+    resolved: &Resolutions,
+    previous_rule_ids: &RuleIds,
+) -> Result<CompiledPolicy, Diagnostics> {
+    let mut diags = config.warnings.clone();
+    for p in &config.authorization_policies {
+        diags.warning(
+            p.location.clone(),
+            format!(
+                "AuthorizationPolicy {}/{}: inbound enforcement of AuthorizationPolicy is not implemented yet; ignored",
+                p.namespace, p.name
+            ),
+        );
+    }
+
+    let mut workloads = compile_workloads(&config.workloads, settings, &mut diags);
+
+    let mut policies: Vec<&EgressPolicy> = config.egress_policies.iter().collect();
+    policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let policies: Vec<&EgressPolicy> = policies
+        .into_iter()
+        .filter(|p| enforceable(p, &mut diags))
+        .collect();
+
+    // Rule names, in processing order, and per-policy selection.
+    let mut rule_names: Vec<String> = Vec::new();
+    let mut dns_names = BTreeSet::new();
+    let mut selections: Vec<Vec<usize>> = Vec::with_capacity(policies.len());
+    let rule_capacity = (MAX_RULES - FIRST_RULE_ID) as usize;
+    for p in &policies {
+        let selected: Vec<usize> = (0..workloads.len())
+            .filter(|&i| selects(p, &workloads[i], settings))
+            .collect();
+        if p.action == Action::Allow {
+            for &i in &selected {
+                workloads[i].flags |= workload_flags::HAS_ALLOW_POLICY;
+            }
+        }
+        selections.push(selected);
+        for (index, rule) in p.rules.iter().enumerate() {
+            let name = format!("{}/{}#{index}", p.namespace, p.name);
+            if name.len() > RULE_NAME_LEN {
+                diags.error(
+                    Location::new(&p.location.file, rule.line),
+                    format!(
+                        "rule name `{name}` is longer than {RULE_NAME_LEN} bytes, the kernel's rule name limit; use a shorter namespace or policy name"
+                    ),
+                );
+            }
+            rule_names.push(name);
+        }
+        if rule_names.len() > rule_capacity {
+            diags.error(
+                p.location.clone(),
+                format!(
+                    "too many rules: {} at EgressPolicy {}/{}, the kernel holds at most {rule_capacity}",
+                    rule_names.len(),
+                    p.namespace,
+                    p.name
+                ),
+            );
+            return Err(sorted(diags));
+        }
+        warn_unenforced_hosts(p, &mut diags);
+        for host in p.rules.iter().flat_map(|r| &r.to).flat_map(|t| &t.hosts) {
+            if let HostMatch::Exact(name) = &host.matches {
+                dns_names.insert(name.clone());
+            }
+        }
+    }
+    if diags.is_error() {
+        return Err(sorted(diags));
+    }
+
+    let rule_ids = RuleIds::assign(previous_rule_ids, rule_names.iter().map(String::as_str));
+    let mut rules = Vec::with_capacity(rule_names.len());
+    let mut table = TableBuilder::default();
+    let mut names = rule_names.iter();
+    for (p, selected) in policies.iter().zip(&selections) {
+        let mut ids = Vec::with_capacity(p.rules.len());
+        for (index, rule) in p.rules.iter().enumerate() {
+            // Every name was just assigned an id; the guard only keeps this path panic-free.
+            let Some((name, id)) = names.next().and_then(|n| Some((n, rule_ids.id(n)?))) else {
+                continue;
+            };
+            ids.push(id);
+            rules.push(RuleInfo {
+                id,
+                name: name.clone(),
+                policy_namespace: p.namespace.clone(),
+                policy_name: p.name.clone(),
+                rule_index: index,
+                action: p.action,
+                location: Location::new(&p.location.file, rule.line),
+            });
+        }
+        let keys_per_rule: Vec<Vec<(u16, Prefix)>> = p
+            .rules
+            .iter()
+            .map(|r| rule_keys(r, resolved))
+            .collect();
+        for &w in selected {
+            let workload_id = workloads[w].workload_id;
+            for (keys, &id) in keys_per_rule.iter().zip(&ids) {
+                for &(port, prefix) in keys {
+                    table.insert(
+                        EntryKey {
+                            workload_id,
+                            port,
+                            prefix,
+                        },
+                        p.action,
+                        id,
+                    );
+                }
+            }
+            if table.len() > MAX_EGRESS_ENTRIES_PER_SLOT as usize {
+                diags.error(
+                    p.location.clone(),
+                    format!(
+                        "too many egress table entries: more than {MAX_EGRESS_ENTRIES_PER_SLOT} at EgressPolicy {}/{} (workload {}/{}); reduce the rules or the workloads they select",
+                        p.namespace, p.name, workloads[w].namespace, workloads[w].name
+                    ),
+                );
+                return Err(sorted(diags));
+            }
+        }
+    }
+    table.fold();
+
+    let mut egress: Vec<(EntryKey, RuleMatch)> =
+        table.keys.into_iter().zip(table.values).collect();
+    egress.sort_unstable_by_key(|(k, _)| *k);
+    let egress = egress
+        .into_iter()
+        .map(|(k, rules)| EgressEntry {
+            workload_id: k.workload_id,
+            port: k.port,
+            addr: k.prefix.addr_bytes(),
+            prefix_len: k.prefix.len(),
+            rules,
+        })
+        .collect::<Vec<_>>();
+    rules.sort_by_key(|r| r.id);
+    tracing::debug!(
+        workloads = workloads.len(),
+        rules = rules.len(),
+        entries = egress.len(),
+        "egress policy compiled"
+    );
+    Ok(CompiledPolicy {
+        workloads,
+        egress,
+        rules,
+        rule_ids,
+        dns_names,
+        warnings: diags,
+        index: OnceLock::new(),
+    })
+}
+
+fn sorted(mut diags: Diagnostics) -> Diagnostics {
+    diags.sort();
+    diags
+}
+
+/// Workloads in (namespace, name) order with ids 1.., flags still empty.
+fn compile_workloads(
+    workloads: &[Workload],
+    settings: &Settings,
+    diags: &mut Diagnostics,
+) -> Vec<CompiledWorkload> {
+    let mut sorted: Vec<&Workload> = workloads.iter().collect();
+    sorted.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    if let Some(w) = sorted.get(MAX_WORKLOADS as usize) {
+        diags.error(
+            w.location.clone(),
+            format!(
+                "too many workloads: WorkloadEntry {}/{} exceeds the kernel's limit of {MAX_WORKLOADS}",
+                w.namespace, w.name
+            ),
+        );
+    }
+    sorted
+        .into_iter()
+        .zip(1u32..)
+        .map(|(w, workload_id)| CompiledWorkload {
+            workload_id,
+            namespace: w.namespace.clone(),
+            name: w.name.clone(),
+            cgroup: w.cgroup.clone(),
+            flags: 0,
+            principal: format!(
+                "{}/ns/{}/sa/{}",
+                settings.trust_domain, w.namespace, w.service_account
+            ),
+            labels: w.labels.clone(),
+            address: w.address,
+        })
+        .collect()
+}
+
+/// True if `policy` applies to `workload`: same namespace (or the root namespace) and every
+/// selector label present.
+pub(crate) fn selects(policy: &EgressPolicy, workload: &CompiledWorkload, settings: &Settings) -> bool {
+    (policy.namespace == workload.namespace || policy.namespace == settings.root_namespace)
+        && labels_match(&policy.match_labels, &workload.labels)
+}
+
+/// Decides what to do with a policy whose `binaries` cannot be enforced yet.
+///
+/// An ALLOW policy scoped to some binaries is dropped entirely: keeping it would make it select
+/// the workload and so deny every *other* process of the workload, which is the opposite of what
+/// a binary-scoped allow means. DENY and AUDIT policies are kept without the restriction (they
+/// then apply to every process): that errs on the side of denying, as istiod does for ztunnel.
+fn enforceable(policy: &EgressPolicy, diags: &mut Diagnostics) -> bool {
+    let Some(first) = policy.binaries.first() else {
+        return true;
+    };
+    let loc = Location::new(&policy.location.file, first.line);
+    let id = format!("{}/{}", policy.namespace, policy.name);
+    match policy.action {
+        Action::Allow => {
+            diags.warning(
+                loc,
+                format!(
+                    "EgressPolicy {id}: spec.binaries is not enforced yet; this ALLOW policy is ignored (it neither allows nor restricts anything)"
+                ),
+            );
+            false
+        }
+        Action::Deny | Action::Audit => {
+            diags.warning(
+                loc,
+                format!(
+                    "EgressPolicy {id}: spec.binaries is not enforced yet; this {} policy applies to every process of the selected workloads",
+                    policy.action.as_str()
+                ),
+            );
+            true
+        }
+    }
+}
+
+/// Warns about `*.suffix` hosts, which match nothing until in-kernel DNS learning exists.
+fn warn_unenforced_hosts(policy: &EgressPolicy, diags: &mut Diagnostics) {
+    for host in policy.rules.iter().flat_map(|r| &r.to).flat_map(|t| &t.hosts) {
+        if let HostMatch::Suffix(_) = host.matches {
+            let consequence = match policy.action {
+                Action::Deny => "this DENY is NOT enforced yet",
+                Action::Allow => "connections to such names are not allowed by this rule yet",
+                Action::Audit => "such connections are not audited yet",
+            };
+            diags.warning(
+                Location::new(&policy.location.file, host.line),
+                format!(
+                    "EgressPolicy {}/{}: wildcard host `{}` matches nothing until in-kernel DNS learning is implemented; {consequence}",
+                    policy.namespace, policy.name, host.text
+                ),
+            );
+        }
+    }
+}
+
+/// The (port, prefix) keys a rule matches, deduplicated. No `to` at all matches everything.
+fn rule_keys(rule: &crate::model::EgressRule, resolved: &Resolutions) -> Vec<(u16, Prefix)> {
+    let mut keys = BTreeSet::new();
+    if rule.to.is_empty() {
+        keys.insert((0, Prefix::ANY));
+    }
+    for target in &rule.to {
+        let prefixes: Vec<Prefix> = if target.hosts.is_empty() {
+            vec![Prefix::ANY]
+        } else {
+            target
+                .hosts
+                .iter()
+                .flat_map(|h| host_prefixes(&h.matches, resolved))
+                .collect()
+        };
+        let ports: Vec<u16> = if target.ports.is_empty() {
+            vec![0]
+        } else {
+            target
+                .ports
+                .iter()
+                .map(|p| match p.value {
+                    PortMatch::Any => 0,
+                    PortMatch::Port(n) => n,
+                })
+                .collect()
+        };
+        for &port in &ports {
+            for &prefix in &prefixes {
+                keys.insert((port, prefix));
+            }
+        }
+    }
+    keys.into_iter().collect()
+}
+
+/// The prefixes a host stands for today.
+fn host_prefixes(host: &HostMatch, resolved: &Resolutions) -> Vec<Prefix> {
+    match host {
+        HostMatch::Any => vec![Prefix::ANY],
+        HostMatch::Prefix(p) => vec![*p],
+        HostMatch::Exact(name) => resolved
+            .get(name.as_str())
+            .map(|ips| ips.iter().map(|ip| Prefix::host(*ip)).collect())
+            .unwrap_or_default(),
+        // Not learnable yet: matches nothing (warned about at compile).
+        HostMatch::Suffix(_) => Vec::new(),
+    }
+}

@@ -1,0 +1,111 @@
+//! The kernel's egress lookup, done in user space over the same compiled entries (for
+//! `meshward explain` and for tests).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use dataplane_common::{RuleMatch, rule_ids, workload_flags};
+use serde::Serialize;
+
+use crate::compile::CompiledPolicy;
+use crate::net::{mask, to_bits};
+
+/// Allowed or denied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        })
+    }
+}
+
+/// The outcome of one connection attempt: the verdict, the rule that decided it (possibly a
+/// reserved id from [`dataplane_common::rule_ids`]), and the AUDIT rule that matched, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub rule_id: u32,
+    pub audit_rule_id: Option<u32>,
+}
+
+/// Longest-prefix-match index over `CompiledPolicy::egress`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct EgressIndex {
+    entries: HashMap<(u32, u16, u128, u8), RuleMatch>,
+    /// Distinct prefix lengths per (workload, port), longest first.
+    lengths: HashMap<(u32, u16), Vec<u8>>,
+}
+
+impl EgressIndex {
+    fn build(policy: &CompiledPolicy) -> EgressIndex {
+        let mut index = EgressIndex::default();
+        for e in &policy.egress {
+            let bits = u128::from_be_bytes(e.addr) & mask(e.prefix_len);
+            index
+                .entries
+                .insert((e.workload_id, e.port, bits, e.prefix_len), e.rules);
+            let lens = index.lengths.entry((e.workload_id, e.port)).or_default();
+            if !lens.contains(&e.prefix_len) {
+                lens.push(e.prefix_len);
+            }
+        }
+        for v in index.lengths.values_mut() {
+            v.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        index
+    }
+
+    /// What the kernel's LPM trie returns for this key, or all-empty on a miss.
+    fn longest_match(&self, workload_id: u32, port: u16, addr: u128) -> RuleMatch {
+        let Some(lens) = self.lengths.get(&(workload_id, port)) else {
+            return RuleMatch::default();
+        };
+        lens.iter()
+            .find_map(|&len| {
+                self.entries
+                    .get(&(workload_id, port, addr & mask(len), len))
+                    .copied()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// Decides a connection from `workload_id` to `dst:port` exactly as the kernel does:
+/// look up the exact port and the any-port key, take each action's slot from the exact port
+/// first, then DENY > (no ALLOW policy → allow) > ALLOW > default deny; AUDIT is only reported.
+/// An unknown workload has no entries and no flags, so it is allowed by default (the kernel does
+/// not govern it).
+pub fn evaluate(policy: &CompiledPolicy, workload_id: u32, dst: IpAddr, port: u16) -> Decision {
+    let index = policy.index.get_or_init(|| EgressIndex::build(policy));
+    let addr = to_bits(dst);
+    let m1 = index.longest_match(workload_id, port, addr);
+    let m2 = index.longest_match(workload_id, 0, addr);
+    let pick = |a: u32, b: u32| if a != 0 { a } else { b };
+    let deny = pick(m1.deny, m2.deny);
+    let allow = pick(m1.allow, m2.allow);
+    let audit = pick(m1.audit, m2.audit);
+    let flags = policy.workload(workload_id).map_or(0, |w| w.flags);
+    let (verdict, rule_id) = if deny != 0 {
+        (Verdict::Deny, deny)
+    } else if flags & workload_flags::HAS_ALLOW_POLICY == 0 {
+        (Verdict::Allow, rule_ids::DEFAULT_ALLOW)
+    } else if allow != 0 {
+        (Verdict::Allow, allow)
+    } else {
+        (Verdict::Deny, rule_ids::DEFAULT_DENY)
+    };
+    Decision {
+        verdict,
+        rule_id,
+        audit_rule_id: (audit != 0).then_some(audit),
+    }
+}

@@ -1,0 +1,57 @@
+//! meshward's policy control: the policy model, YAML parsing with precise source locations,
+//! validation, a pure compiler from configuration to the kernel's tables, and a user-space
+//! evaluator that emulates the kernel lookup exactly.
+//!
+//! `control` knows nothing of aya or of the kernel; `dataplane` calls this API and writes the
+//! maps. The ABI types come from [`dataplane_common`].
+//!
+//! # API
+//! ```text
+//! load_config(path: &Path) -> Result<Config, Diagnostics>          // file or directory
+//! load_config_str(source_name: &str, text: &str) -> Result<Config, Diagnostics>
+//! compile(&Config, &Settings, &Resolutions, previous_rule_ids: &RuleIds)
+//!     -> Result<CompiledPolicy, Diagnostics>
+//! evaluate(&CompiledPolicy, workload_id: u32, dst: IpAddr, port: u16) -> Decision
+//! CompiledPolicy::{rule(id), rule_name(id), workload(id), workload_by_name(ns, name),
+//!                  workload_by_address(ip), summary()}
+//! ```
+//!
+//! # Flow
+//! 1. [`load_config`] reads WorkloadEntry, EgressPolicy and AuthorizationPolicy documents into a
+//!    [`Config`]; every problem is a [`Diagnostic`] with `file:line`, and any error rejects the
+//!    whole configuration.
+//! 2. [`compile`] turns it into a [`CompiledPolicy`]: workloads with ids and flags, the folded
+//!    egress trie entries, and rule ids that stay stable across compiles (pass the previous
+//!    [`RuleIds`] back in). Exact DNS names it needs are listed in `dns_names`; the agent
+//!    resolves them and compiles again with [`Resolutions`].
+//! 3. [`evaluate`] answers "what would the kernel do" for one connection.
+//!
+//! See `docs/policy-reference.md` for the user-facing semantics.
+
+mod compile;
+mod decode;
+mod diagnostics;
+mod evaluate;
+mod model;
+mod net;
+mod parse;
+mod rule_ids;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::{
+    CompiledPolicy, CompiledWorkload, EgressEntry, PolicySummary, Resolutions, RuleInfo, Settings,
+    compile,
+};
+pub use decode::Spanned;
+pub use diagnostics::{Diagnostic, Diagnostics, Location, Severity};
+pub use evaluate::{Decision, Verdict, evaluate};
+pub use model::{
+    Action, AuthorizationAction, AuthorizationPolicy, AuthorizationRule, BinaryMatch, Condition,
+    Config, EgressPolicy, EgressRule, EgressTarget, Host, Operation, Source, Workload,
+};
+pub use net::{HostMatch, PortMatch, Prefix};
+pub use parse::{CGROUP_ANNOTATION, load_config, load_config_str};
+pub use rule_ids::RuleIds;

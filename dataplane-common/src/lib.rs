@@ -1,0 +1,233 @@
+//! The kernel/user ABI of meshward, defined once.
+//!
+//! Every map the kernel programs use is declared in `dataplane-ebpf/src/maps.rs` with the key and
+//! value types below; user space (`dataplane`) is the only writer of the policy maps and the only
+//! reader of the counter and event maps. Layouts are `#[repr(C)]` with explicit padding so both
+//! sides agree byte for byte.
+#![no_std]
+
+/// Map names as they appear in the object file and under the pin directory.
+pub mod map_names {
+    pub const CONFIG: &str = "MW_CONFIG";
+    pub const WORKLOADS: &str = "MW_WORKLOADS";
+    pub const EGRESS_RULES: &str = "MW_EGRESS_RULES";
+    pub const RULE_COUNTERS: &str = "MW_RULE_COUNTERS";
+    pub const RULE_NAMES: &str = "MW_RULE_NAMES";
+    pub const STATS: &str = "MW_STATS";
+    pub const EVENTS: &str = "MW_EVENTS";
+    pub const EVENT_BUDGET: &str = "MW_EVENT_BUDGET";
+}
+
+/// Program names (the Rust function names in `dataplane-ebpf`).
+pub mod program_names {
+    pub const CONNECT4: &str = "mw_connect4";
+    pub const CONNECT6: &str = "mw_connect6";
+    pub const SENDMSG4: &str = "mw_sendmsg4";
+    pub const SENDMSG6: &str = "mw_sendmsg6";
+}
+
+/// Capacities. User space refuses a config that would not fit instead of half-applying it.
+pub const MAX_WORKLOADS: u32 = 16_384;
+/// Egress table entries per generation slot; the trie holds two slots.
+pub const MAX_EGRESS_ENTRIES_PER_SLOT: u32 = 262_144;
+pub const MAX_RULES: u32 = 262_144;
+pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
+/// Length of a rule's display name kept in `RULE_NAMES` (policy namespace/name#index).
+pub const RULE_NAME_LEN: usize = 128;
+/// Depth of cgroup ancestors searched when the current cgroup is not itself a workload.
+pub const MAX_CGROUP_DEPTH: u32 = 16;
+
+/// Reserved rule ids. Real rules start at [`FIRST_RULE_ID`].
+pub mod rule_ids {
+    /// No rule: the slot in [`super::RuleMatch`] is empty.
+    pub const NONE: u32 = 0;
+    /// Denied because ALLOW policies select the workload and none matched.
+    pub const DEFAULT_DENY: u32 = 1;
+    /// Allowed because no ALLOW policy selects the workload.
+    pub const DEFAULT_ALLOW: u32 = 2;
+}
+pub const FIRST_RULE_ID: u32 = 16;
+
+/// `CONFIG[0]`: which generation slot is live. Flipping `active_slot` switches every table at once.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    pub active_slot: u32,
+    /// Deny/audit events allowed per second per CPU; excess is counted in `STATS`.
+    pub events_per_sec: u32,
+    /// Monotonic generation number, for user space to recognise what it wrote.
+    pub generation: u64,
+}
+
+/// `WORKLOADS` key: a governed cgroup in one generation slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WorkloadKey {
+    pub cgroup_id: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+pub mod workload_flags {
+    /// At least one ALLOW policy selects this workload (so unmatched traffic is denied).
+    pub const HAS_ALLOW_POLICY: u32 = 1;
+}
+
+/// `WORKLOADS` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadValue {
+    pub workload_id: u32,
+    pub flags: u32,
+}
+
+/// Bits of [`EgressKey`] that are always matched in full: workload, port, slot, reserved.
+pub const EGRESS_KEY_FIXED_BITS: u32 = 64;
+/// Prefix length for an exact lookup of one address.
+pub const EGRESS_KEY_FULL_BITS: u32 = EGRESS_KEY_FIXED_BITS + 128;
+
+/// `EGRESS_RULES` (LPM trie) key data. The prefix covers the fixed fields, then `addr` bits.
+/// IPv4 destinations are stored IPv4-mapped (`::ffff:a.b.c.d`), so one trie serves both families.
+/// `port` 0 means "any port": the kernel looks up the exact port and port 0, and merges.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct EgressKey {
+    pub workload_id: u32,
+    /// Destination port, host byte order; 0 = any.
+    pub port: u16,
+    pub slot: u8,
+    pub _reserved: u8,
+    pub addr: [u8; 16],
+}
+
+/// `EGRESS_RULES` value: the rules of each action that match everything under this prefix.
+/// The compiler folds covering (shorter) prefixes into longer ones, so the longest match alone
+/// is complete.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct RuleMatch {
+    pub deny: u32,
+    pub allow: u32,
+    pub audit: u32,
+}
+
+/// `RULE_COUNTERS[rule_id]` (per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleCounters {
+    pub allowed: u64,
+    pub denied: u64,
+    pub audited: u64,
+}
+
+/// `RULE_NAMES[rule_id]`: the rule's name, written by user space so that a restarted agent maps
+/// the pinned counters back to the same rules. The kernel never reads it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleName {
+    pub len: u32,
+    pub bytes: [u8; RULE_NAME_LEN],
+}
+
+/// Indexes of `STATS` (per-CPU u64 counters).
+pub mod stats {
+    pub const VERDICT_UNGOVERNED: u32 = 0;
+    pub const EVENTS_RATE_LIMITED: u32 = 1;
+    pub const EVENTS_RING_FULL: u32 = 2;
+    pub const COUNT: u32 = 3;
+}
+
+/// `EVENT_BUDGET[0]` (per CPU): token bucket for the event ring.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventBudget {
+    pub window_start_ns: u64,
+    pub used: u64,
+}
+
+/// Which hook produced a verdict.
+pub mod hooks {
+    pub const CONNECT4: u8 = 1;
+    pub const CONNECT6: u8 = 2;
+    pub const SENDMSG4: u8 = 3;
+    pub const SENDMSG6: u8 = 4;
+}
+
+/// Verdict codes carried by events.
+pub mod verdicts {
+    pub const ALLOW: u8 = 1;
+    pub const DENY: u8 = 2;
+    pub const AUDIT: u8 = 3;
+}
+
+/// A deny or audit decision, sent through the `EVENTS` ring buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerdictEvent {
+    pub timestamp_ns: u64,
+    pub cgroup_id: u64,
+    pub pid: u32,
+    pub rule_id: u32,
+    pub workload_id: u32,
+    /// Destination port, host byte order.
+    pub port: u16,
+    pub verdict: u8,
+    pub hook: u8,
+    /// IPv4-mapped for IPv4 destinations.
+    pub addr: [u8; 16],
+    pub comm: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all types are repr(C), Copy, with explicit padding and no pointers.
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for WorkloadKey {}
+    unsafe impl aya::Pod for WorkloadValue {}
+    unsafe impl aya::Pod for EgressKey {}
+    unsafe impl aya::Pod for RuleMatch {}
+    unsafe impl aya::Pod for RuleCounters {}
+    unsafe impl aya::Pod for RuleName {}
+    unsafe impl aya::Pod for EventBudget {}
+    unsafe impl aya::Pod for VerdictEvent {}
+}
+
+/// Maps an address to the 16-byte form used in keys and events.
+pub fn ipv4_mapped(octets: [u8; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    a[10] = 0xff;
+    a[11] = 0xff;
+    a[12] = octets[0];
+    a[13] = octets[1];
+    a[14] = octets[2];
+    a[15] = octets[3];
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        assert_eq!(size_of::<Config>(), 16);
+        assert_eq!(size_of::<WorkloadKey>(), 16);
+        assert_eq!(size_of::<WorkloadValue>(), 8);
+        assert_eq!(size_of::<EgressKey>(), 24);
+        assert_eq!(size_of::<RuleMatch>(), 12);
+        assert_eq!(size_of::<RuleCounters>(), 24);
+        assert_eq!(size_of::<RuleName>(), 4 + RULE_NAME_LEN);
+        assert_eq!(size_of::<VerdictEvent>(), 64);
+        assert_eq!(EGRESS_KEY_FULL_BITS as usize, (size_of::<EgressKey>()) * 8);
+    }
+
+    #[test]
+    fn ipv4_mapping() {
+        assert_eq!(
+            ipv4_mapped([10, 0, 0, 1]),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 1]
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! cgroup connect4/connect6 (TCP, connected UDP) and sendmsg4/sendmsg6 (unconnected UDP):
+//! the egress verdict at the moment a governed process names its destination.
+//! Returning 0 makes the syscall fail with EPERM.
+
+use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
+use dataplane_common::{hooks, ipv4_mapped, stats, verdicts};
+
+use crate::{
+    events::{EventFields, emit},
+    identity::current_workload,
+    maps::{CONFIG, bump_stat},
+    verdict::decide,
+};
+
+const ALLOW: i32 = 1;
+const DENY: i32 = 0;
+
+#[cgroup_sock_addr(connect4)]
+pub fn mw_connect4(ctx: SockAddrContext) -> i32 {
+    on_v4(&ctx, hooks::CONNECT4)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn mw_connect6(ctx: SockAddrContext) -> i32 {
+    on_v6(&ctx, hooks::CONNECT6)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn mw_sendmsg4(ctx: SockAddrContext) -> i32 {
+    on_v4(&ctx, hooks::SENDMSG4)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn mw_sendmsg6(ctx: SockAddrContext) -> i32 {
+    on_v6(&ctx, hooks::SENDMSG6)
+}
+
+#[inline(always)]
+fn on_v4(ctx: &SockAddrContext, hook: u8) -> i32 {
+    // SAFETY: ctx fields read with the width the verifier requires.
+    let (ip, port) = unsafe { ((*ctx.sock_addr).user_ip4, (*ctx.sock_addr).user_port) };
+    on_connect(ipv4_mapped(ip.to_ne_bytes()), port, hook)
+}
+
+#[inline(always)]
+fn on_v6(ctx: &SockAddrContext, hook: u8) -> i32 {
+    let sa = ctx.sock_addr;
+    let mut addr = [0u8; 16];
+    // SAFETY: four 32-bit context reads, as the verifier requires for user_ip6.
+    let words = unsafe {
+        [(*sa).user_ip6[0], (*sa).user_ip6[1], (*sa).user_ip6[2], (*sa).user_ip6[3]]
+    };
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        addr[i * 4] = b[0];
+        addr[i * 4 + 1] = b[1];
+        addr[i * 4 + 2] = b[2];
+        addr[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    let port = unsafe { (*sa).user_port };
+    on_connect(addr, port, hook)
+}
+
+/// `user_ip4`/`user_ip6` hold network-order bytes, so native-endian byte views are the address.
+/// `user_port` is network order in the low 16 bits.
+#[inline(always)]
+fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
+    let port = u16::from_be(user_port as u16);
+    let slot = match CONFIG.get(0) {
+        Some(c) => c.active_slot,
+        None => return ALLOW,
+    };
+    let Some((cgroup_id, workload)) = current_workload(slot) else {
+        bump_stat(stats::VERDICT_UNGOVERNED);
+        return ALLOW;
+    };
+    let v = decide(workload.workload_id, workload.flags, slot, addr, port);
+    let mut event = EventFields {
+        cgroup_id,
+        workload_id: workload.workload_id,
+        rule_id: v.rule_id,
+        verdict: verdicts::DENY,
+        hook,
+        addr,
+        port,
+    };
+    if !v.allow {
+        emit(&event);
+        return DENY;
+    }
+    if v.audit_rule_id != 0 {
+        event.rule_id = v.audit_rule_id;
+        event.verdict = verdicts::AUDIT;
+        emit(&event);
+    }
+    ALLOW
+}

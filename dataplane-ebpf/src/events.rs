@@ -1,0 +1,68 @@
+//! Deny and audit events: a bounded ring buffer behind a per-CPU budget. What does not fit is
+//! counted in STATS, never silently lost.
+
+use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns};
+use dataplane_common::{VerdictEvent, stats};
+
+use crate::maps::{CONFIG, EVENT_BUDGET, EVENTS, bump_stat};
+
+const WINDOW_NS: u64 = 1_000_000_000;
+
+pub struct EventFields {
+    pub cgroup_id: u64,
+    pub workload_id: u32,
+    pub rule_id: u32,
+    pub verdict: u8,
+    pub hook: u8,
+    pub addr: [u8; 16],
+    pub port: u16,
+}
+
+#[inline(always)]
+pub fn emit(f: &EventFields) {
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !take_budget(now) {
+        bump_stat(stats::EVENTS_RATE_LIMITED);
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<VerdictEvent>(0) else {
+        bump_stat(stats::EVENTS_RING_FULL);
+        return;
+    };
+    entry.write(VerdictEvent {
+        timestamp_ns: now,
+        cgroup_id: f.cgroup_id,
+        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        rule_id: f.rule_id,
+        workload_id: f.workload_id,
+        port: f.port,
+        verdict: f.verdict,
+        hook: f.hook,
+        addr: f.addr,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    });
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn take_budget(now: u64) -> bool {
+    let limit = match CONFIG.get(0) {
+        Some(c) if c.events_per_sec > 0 => c.events_per_sec as u64,
+        _ => return true,
+    };
+    let Some(b) = EVENT_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot.
+    let b = unsafe { &mut *b };
+    if now.wrapping_sub(b.window_start_ns) >= WINDOW_NS {
+        b.window_start_ns = now;
+        b.used = 0;
+    }
+    if b.used >= limit {
+        return false;
+    }
+    b.used += 1;
+    true
+}

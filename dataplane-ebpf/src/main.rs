@@ -1,0 +1,19 @@
+//! meshward kernel programs. One module per hook family; shared lookups in their own modules.
+#![no_std]
+#![no_main]
+
+mod egress;
+mod events;
+mod identity;
+mod maps;
+mod verdict;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

@@ -1,0 +1,53 @@
+//! Every map of the kernel side, with its single user-space owner named.
+//! Maps are pinned by name so a restarted agent adopts them (and the programs keep enforcing).
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+};
+use dataplane_common::{
+    Config, EVENTS_RING_BYTES, EgressKey, EventBudget, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_RULES,
+    MAX_WORKLOADS, RuleCounters, RuleMatch, RuleName, WorkloadKey, WorkloadValue, stats,
+};
+
+/// Owner: dataplane::tables (writes the active slot last, after both tables are complete).
+#[map(name = "MW_CONFIG")]
+pub static CONFIG: Array<Config> = Array::pinned(1, 0);
+
+/// Owner: dataplane::tables. cgroup id (+ slot) → workload.
+#[map(name = "MW_WORKLOADS")]
+pub static WORKLOADS: HashMap<WorkloadKey, WorkloadValue> =
+    HashMap::pinned(MAX_WORKLOADS * 2, 0);
+
+/// Owner: dataplane::tables. (workload, port, slot, address prefix) → matching rules.
+#[map(name = "MW_EGRESS_RULES")]
+pub static EGRESS_RULES: LpmTrie<EgressKey, RuleMatch> =
+    LpmTrie::pinned(MAX_EGRESS_ENTRIES_PER_SLOT * 2, 0);
+
+/// Written by the kernel; read and reset per rule id by dataplane::counters.
+#[map(name = "MW_RULE_COUNTERS")]
+pub static RULE_COUNTERS: PerCpuArray<RuleCounters> = PerCpuArray::pinned(MAX_RULES, 0);
+
+/// Owner: dataplane::counters. Never read by the kernel; survives agent restarts with the pins.
+#[map(name = "MW_RULE_NAMES")]
+pub static RULE_NAMES: HashMap<u32, RuleName> = HashMap::pinned(MAX_RULES, 0);
+
+/// Written by the kernel; read by dataplane::counters.
+#[map(name = "MW_STATS")]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::pinned(stats::COUNT, 0);
+
+/// Written by the kernel; drained by dataplane::events.
+#[map(name = "MW_EVENTS")]
+pub static EVENTS: RingBuf = RingBuf::pinned(EVENTS_RING_BYTES, 0);
+
+/// Kernel-private rate-limit state for EVENTS.
+#[map(name = "MW_EVENT_BUDGET")]
+pub static EVENT_BUDGET: PerCpuArray<EventBudget> = PerCpuArray::pinned(1, 0);
+
+#[inline(always)]
+pub fn bump_stat(index: u32) {
+    if let Some(v) = STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *v += 1 };
+    }
+}

@@ -1,0 +1,120 @@
+//! The admin HTTP endpoint (loopback by default): /healthz, /metrics, /policy, /events, /explain.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::{Query, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use super::{metrics, state::Shared};
+use crate::cli::explain::{decide, normalize_host};
+
+pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/policy", get(policy))
+        .route("/events", get(events))
+        .route("/explain", get(explain))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "admin endpoint stopped");
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let s = shared.snapshot();
+    let ok = s.last_reload.as_ref().is_some_and(|r| r.ok);
+    Json(json!({
+        "status": if ok { "ok" } else { "degraded" },
+        "generation": s.generation,
+        "source": s.source,
+        "last_reload": s.last_reload,
+        "last_good_reload": s.last_good_reload,
+    }))
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    let body = tokio::task::spawn_blocking(move || metrics::render(&shared))
+        .await
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn policy(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let s = shared.snapshot();
+    let rules: Vec<serde_json::Value> = match &s.compiled {
+        Some(c) => {
+            let counters = shared.counters();
+            c.rules
+                .iter()
+                .map(|r| {
+                    let n = counters.rule(r.id).unwrap_or_default();
+                    json!({
+                        "id": r.id, "name": r.name, "action": r.action.as_str(),
+                        "location": r.location.to_string(),
+                        "allowed": n.allowed, "denied": n.denied, "audited": n.audited,
+                    })
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    Json(json!({
+        "generation": s.generation,
+        "source": s.source,
+        "workloads": s.workloads,
+        "rules": rules,
+        "table_entries": s.compiled.as_ref().map(|c| c.egress.len()).unwrap_or(0),
+        "dns_names": s.dns_names,
+        "warnings": s.last_good_reload.as_ref().or(s.last_reload.as_ref()).map(|r| r.warnings.clone()),
+    }))
+}
+
+async fn events(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<serde_json::Value> {
+    let since = q.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let (events, next) = shared.events().since(since);
+    Json(json!({ "events": events, "next": next }))
+}
+
+async fn explain(
+    State(shared): State<Arc<Shared>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let s = shared.snapshot();
+    let Some(compiled) = &s.compiled else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no policy applied yet").into_response();
+    };
+    let (Some(from), Some(to)) = (q.get("from"), q.get("to")) else {
+        return (StatusCode::BAD_REQUEST, "need from= and to=").into_response();
+    };
+    let Ok(to) = to.parse::<SocketAddr>() else {
+        return (StatusCode::BAD_REQUEST, "to= must be IP:PORT").into_response();
+    };
+    let mut explanation = match decide(compiled, from, to) {
+        Ok(e) => e,
+        Err(e) => return (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+    };
+    if let Some(host) = q.get("host") {
+        let host = normalize_host(host);
+        let known = s
+            .dns_names
+            .iter()
+            .any(|n| n.name == host && n.ips.contains(&to.ip()));
+        if !known {
+            explanation.rule.push_str(&format!(
+                " ({host} does not currently resolve to {})",
+                to.ip()
+            ));
+        }
+    }
+    Json(explanation).into_response()
+}

@@ -1,0 +1,172 @@
+//! `/metrics` in the Prometheus text format. Kernel counters are read at scrape time.
+
+use std::{fmt::Write, sync::atomic::Ordering};
+
+use dataplane_common::rule_ids;
+
+use super::state::Shared;
+
+pub fn render(shared: &Shared) -> String {
+    let snapshot = shared.snapshot();
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    family(
+        "meshward_rule_verdicts_total",
+        "counter",
+        "Connections decided per policy rule, counted in the kernel (verdict: allow, deny, audit).",
+    );
+    let mut lines = String::new();
+    {
+        let counters = shared.counters();
+        let reserved = [
+            (
+                rule_ids::DEFAULT_ALLOW,
+                "",
+                "(default)",
+                "default-allow",
+                "ALLOW",
+            ),
+            (
+                rule_ids::DEFAULT_DENY,
+                "",
+                "(default)",
+                "default-deny",
+                "DENY",
+            ),
+        ];
+        let rules = snapshot
+            .compiled
+            .iter()
+            .flat_map(|c| c.rules.iter())
+            .map(|r| {
+                (
+                    r.id,
+                    r.policy_namespace.as_str(),
+                    r.policy_name.as_str(),
+                    "",
+                    r.action.as_str(),
+                )
+            });
+        for (id, ns, policy, special, action) in reserved.into_iter().chain(rules) {
+            let Ok(c) = counters.rule(id) else { continue };
+            let rule_label = if special.is_empty() {
+                snapshot
+                    .compiled
+                    .as_ref()
+                    .and_then(|p| p.rule(id))
+                    .map(|r| r.rule_index.to_string())
+                    .unwrap_or_default()
+            } else {
+                special.to_string()
+            };
+            for (verdict, value) in [
+                ("allow", c.allowed),
+                ("deny", c.denied),
+                ("audit", c.audited),
+            ] {
+                if value > 0 || verdict == action_verdict(action) {
+                    let _ = writeln!(
+                        lines,
+                        "meshward_rule_verdicts_total{{namespace=\"{}\",policy=\"{}\",rule=\"{}\",action=\"{}\",verdict=\"{verdict}\"}} {value}",
+                        esc(ns),
+                        esc(policy),
+                        esc(&rule_label),
+                        action
+                    );
+                }
+            }
+        }
+        if let Ok(s) = counters.kernel_stats() {
+            let _ = writeln!(
+                lines,
+                "# HELP meshward_ungoverned_verdicts_total Hook runs for processes in no governed workload.\n# TYPE meshward_ungoverned_verdicts_total counter\nmeshward_ungoverned_verdicts_total {}",
+                s.ungoverned_verdicts
+            );
+            let _ = writeln!(
+                lines,
+                "# HELP meshward_events_lost_total Deny/audit events not delivered (rate_limited, ring_full).\n# TYPE meshward_events_lost_total counter\nmeshward_events_lost_total{{reason=\"rate_limited\"}} {}\nmeshward_events_lost_total{{reason=\"ring_full\"}} {}",
+                s.events_rate_limited, s.events_ring_full
+            );
+        }
+    }
+    out.push_str(&lines);
+
+    let mut gauge = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in samples {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let events = shared.events().by_verdict.clone();
+    let ev: Vec<(String, u64)> = events
+        .iter()
+        .map(|(k, v)| (format!("{{verdict=\"{k}\"}}"), *v))
+        .collect();
+    let ev_refs: Vec<(&str, u64)> = ev.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    gauge(
+        "meshward_events_total",
+        "counter",
+        "Deny/audit events received from the kernel.",
+        &ev_refs,
+    );
+    gauge(
+        "meshward_config_reloads_total",
+        "counter",
+        "Config loads by result; a failed one leaves the previous policy in force.",
+        &[
+            (
+                "{result=\"success\"}",
+                shared.reloads_ok.load(Ordering::Relaxed),
+            ),
+            (
+                "{result=\"failure\"}",
+                shared.reloads_failed.load(Ordering::Relaxed),
+            ),
+        ],
+    );
+    let last_ok = snapshot
+        .last_reload
+        .as_ref()
+        .map(|r| r.ok as u64)
+        .unwrap_or(0);
+    gauge(
+        "meshward_config_last_reload_success",
+        "gauge",
+        "1 if the last config load was applied.",
+        &[("", last_ok)],
+    );
+    gauge(
+        "meshward_policy_generation",
+        "gauge",
+        "Policy generation live in the kernel.",
+        &[("", snapshot.generation)],
+    );
+    let governed = snapshot.workloads.iter().filter(|w| w.governed).count() as u64;
+    let pending = snapshot.workloads.len() as u64 - governed;
+    gauge(
+        "meshward_workloads",
+        "gauge",
+        "Workloads in the policy (governed: programs attached to their cgroup).",
+        &[
+            ("{state=\"governed\"}", governed),
+            ("{state=\"not_governed\"}", pending),
+        ],
+    );
+    out
+}
+
+fn action_verdict(action: &str) -> &'static str {
+    match action {
+        "DENY" => "deny",
+        "AUDIT" => "audit",
+        _ => "allow",
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

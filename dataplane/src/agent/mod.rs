@@ -1,0 +1,110 @@
+//! The node agent: load the kernel side, keep the compiled policy applied, serve the admin API.
+
+mod admin;
+mod dns;
+mod events;
+mod metrics;
+mod reconcile;
+mod source;
+mod state;
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use dataplane::kernel::{bpffs::DEFAULT_PIN_PATH, cgroup, loader, tables::DEFAULT_EVENTS_PER_SEC};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::{DEFAULT_ADMIN_ADDR, PolicyArgs};
+
+#[derive(Args, Clone)]
+pub struct RunArgs {
+    /// YAML file or directory of YAML files. Without it, the bundled example policy is enforced.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin_addr: SocketAddr,
+    /// Where programs, links and maps are pinned (on bpffs).
+    #[arg(long, default_value = DEFAULT_PIN_PATH)]
+    pub pin_path: PathBuf,
+    /// cgroup2 mount that `meshward.io/cgroup` annotations are relative to (default: detected).
+    #[arg(long)]
+    pub cgroup_root: Option<PathBuf>,
+    /// DNS server for resolving exact host names (default: the system resolver configuration).
+    #[arg(long)]
+    pub dns_server: Option<SocketAddr>,
+    /// Lowest TTL honoured for resolved names, in seconds.
+    #[arg(long, default_value_t = 5)]
+    pub dns_min_ttl: u64,
+    /// Deny/audit events per second per CPU before they are counted as rate-limited.
+    #[arg(long, default_value_t = DEFAULT_EVENTS_PER_SEC)]
+    pub events_per_sec: u32,
+    /// How often config files are checked for changes, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub watch_interval_ms: u64,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start tokio")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: RunArgs) -> Result<()> {
+    let cgroup_root = match &args.cgroup_root {
+        Some(p) => p.clone(),
+        None => cgroup::cgroup2_mount()?,
+    };
+    let loaded = loader::load(&args.pin_path)?;
+    tracing::info!(
+        pin_path = %args.pin_path.display(),
+        adopted = loaded.kernel.adopted,
+        generation = loaded.tables.generation(),
+        "kernel programs loaded"
+    );
+    let shared = Arc::new(state::Shared::new(loaded.counters));
+    let source = source::ConfigSource::new(args.config.clone());
+    let resolver = dns::Resolver::new(args.dns_server, Duration::from_secs(args.dns_min_ttl))?;
+
+    let listener = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .with_context(|| format!("bind admin endpoint {}", args.admin_addr))?;
+    tracing::info!(addr = %args.admin_addr, "admin endpoint: /healthz /metrics /policy /events /explain");
+    tokio::spawn(admin::serve(listener, shared.clone()));
+    tokio::spawn(events::pump(loaded.events, shared.clone()));
+
+    let mut reconciler = reconcile::Reconciler::new(
+        loaded.kernel,
+        loaded.tables,
+        shared.clone(),
+        source,
+        resolver,
+        reconcile::Options {
+            cgroup_root,
+            settings: args.policy.settings(),
+            events_per_sec: args.events_per_sec,
+        },
+    );
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(args.watch_interval_ms.max(50)));
+    reconciler.reload("start").await;
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reconciler.reload("SIGHUP").await,
+            _ = tick.tick() => reconciler.on_tick().await,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+    // Pins stay: the node keeps enforcing the last policy until an agent adopts it again or
+    // `meshward uninstall` removes it.
+    tracing::info!("agent stopping; pinned programs keep enforcing the last policy");
+    Ok(())
+}

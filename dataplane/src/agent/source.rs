@@ -1,0 +1,72 @@
+//! Where the config comes from (a file, a directory, or the bundled example) and whether it
+//! changed since it was last read.
+
+use std::{
+    collections::hash_map::DefaultHasher,
+    hash::{Hash, Hasher},
+    path::{Path, PathBuf},
+};
+
+/// The example policy that `meshward run` enforces when no --config is given.
+pub const BUNDLED_EXAMPLE: &str = include_str!("../../../examples/mesh.yaml");
+pub const BUNDLED_NAME: &str = "<bundled example examples/mesh.yaml>";
+
+pub struct ConfigSource {
+    path: Option<PathBuf>,
+    last_fingerprint: Option<u64>,
+}
+
+impl ConfigSource {
+    pub fn new(path: Option<PathBuf>) -> Self {
+        Self {
+            path,
+            last_fingerprint: None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => BUNDLED_NAME.to_string(),
+        }
+    }
+
+    pub fn load(&mut self) -> Result<control::Config, control::Diagnostics> {
+        self.last_fingerprint = self.fingerprint();
+        match &self.path {
+            Some(p) => control::load_config(p),
+            None => control::load_config_str(BUNDLED_NAME, BUNDLED_EXAMPLE),
+        }
+    }
+
+    /// True when the files differ from what `load` last read.
+    pub fn changed(&self) -> bool {
+        self.path.is_some() && self.fingerprint() != self.last_fingerprint
+    }
+
+    /// A hash of the names and contents of the config files (contents, not mtimes, so an editor
+    /// that rewrites a file unchanged does not trigger a reload).
+    fn fingerprint(&self) -> Option<u64> {
+        let path = self.path.as_ref()?;
+        let mut h = DefaultHasher::new();
+        for file in config_files(path) {
+            file.hash(&mut h);
+            std::fs::read(&file).ok().hash(&mut h);
+        }
+        Some(h.finish())
+    }
+}
+
+fn config_files(path: &Path) -> Vec<PathBuf> {
+    if !path.is_dir() {
+        return vec![path.to_path_buf()];
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    files
+}

@@ -1,0 +1,76 @@
+//! Loads the eBPF object with its maps pinned by name (reusing the pins an earlier agent left),
+//! verifies the programs, and splits the maps among their owners.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use aya::{Ebpf, EbpfLoader, maps::Map, programs::CgroupSockAddr};
+use dataplane_common::{map_names, program_names};
+
+use super::{bpffs::PinDir, counters::Counters, events::EventReader, tables::Tables};
+
+pub const SOCK_ADDR_PROGRAMS: [&str; 4] = [
+    program_names::CONNECT4,
+    program_names::CONNECT6,
+    program_names::SENDMSG4,
+    program_names::SENDMSG6,
+];
+
+/// The loaded object: programs (for attaching) and the pin directory.
+pub struct Kernel {
+    pub ebpf: Ebpf,
+    pub pins: PinDir,
+    /// True if maps were adopted from a previous agent rather than created fresh.
+    pub adopted: bool,
+}
+
+/// Everything the agent needs to drive the kernel side.
+pub struct Loaded {
+    pub kernel: Kernel,
+    pub tables: Tables,
+    pub counters: Counters,
+    pub events: EventReader,
+}
+
+pub fn load(pin_root: &Path) -> Result<Loaded> {
+    let pins = PinDir::prepare(pin_root)?;
+    let adopted = pins.has_pinned_maps();
+    let mut ebpf = EbpfLoader::new()
+        .default_map_pin_directory(pins.maps())
+        .load(crate::EBPF_OBJECT)
+        .context("load the meshward eBPF object")?;
+    for name in SOCK_ADDR_PROGRAMS {
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name} missing from the object"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {name}"))?;
+    }
+    let tables = Tables::new(
+        take(&mut ebpf, map_names::CONFIG)?,
+        take(&mut ebpf, map_names::WORKLOADS)?,
+        take(&mut ebpf, map_names::EGRESS_RULES)?,
+    )?;
+    let counters = Counters::new(
+        take(&mut ebpf, map_names::RULE_COUNTERS)?,
+        take(&mut ebpf, map_names::RULE_NAMES)?,
+        take(&mut ebpf, map_names::STATS)?,
+    )?;
+    let events = EventReader::new(take(&mut ebpf, map_names::EVENTS)?)?;
+    Ok(Loaded {
+        kernel: Kernel {
+            ebpf,
+            pins,
+            adopted,
+        },
+        tables,
+        counters,
+        events,
+    })
+}
+
+fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
+    ebpf.take_map(name)
+        .with_context(|| format!("map {name} missing from the object"))
+}

@@ -1,0 +1,9 @@
+//! One module per kernel-side concept. Each map has exactly one owner here (see docs/architecture.md).
+
+pub mod attach;
+pub mod bpffs;
+pub mod cgroup;
+pub mod counters;
+pub mod events;
+pub mod loader;
+pub mod tables;

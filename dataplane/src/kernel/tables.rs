@@ -1,0 +1,149 @@
+//! Owner of CONFIG, WORKLOADS and EGRESS_RULES. A policy generation is written into the inactive
+//! slot, then CONFIG's `active_slot` flips: every hook sees either the whole old generation or the
+//! whole new one. The old slot is cleared after a grace period longer than any program run.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aya::maps::{
+    Array, HashMap, Map, MapData,
+    lpm_trie::{Key, LpmTrie},
+};
+use dataplane_common::{
+    Config, EGRESS_KEY_FIXED_BITS, EgressKey, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_WORKLOADS,
+    RuleMatch, WorkloadKey, WorkloadValue,
+};
+
+/// Programs run for microseconds; this leaves a wide margin before old entries go.
+pub const GRACE: Duration = Duration::from_millis(50);
+pub const DEFAULT_EVENTS_PER_SEC: u32 = 1000;
+
+/// One egress table entry, slot-less: `addr`'s first `prefix_len` bits (0..=128) are significant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EgressEntry {
+    pub workload_id: u32,
+    pub port: u16,
+    pub addr: [u8; 16],
+    pub prefix_len: u8,
+    pub rules: RuleMatch,
+}
+
+/// A complete policy generation, as compiled by `control` and resolved to cgroup ids.
+#[derive(Clone, Debug, Default)]
+pub struct Generation {
+    pub workloads: Vec<(u64, WorkloadValue)>,
+    pub egress: Vec<EgressEntry>,
+}
+
+pub struct Tables {
+    config: Array<MapData, Config>,
+    workloads: HashMap<MapData, WorkloadKey, WorkloadValue>,
+    egress: LpmTrie<MapData, EgressKey, RuleMatch>,
+    current: Config,
+}
+
+impl Tables {
+    pub fn new(config: Map, workloads: Map, egress: Map) -> Result<Self> {
+        let config: Array<MapData, Config> = config.try_into()?;
+        let current = config.get(&0, 0).context("read CONFIG")?;
+        Ok(Self {
+            config,
+            workloads: workloads.try_into()?,
+            egress: egress.try_into()?,
+            current,
+        })
+    }
+
+    /// The generation currently enforced (0 if none was ever written).
+    pub fn generation(&self) -> u64 {
+        self.current.generation
+    }
+
+    /// Writes `next` into the inactive slot and switches to it. On error nothing changes: the
+    /// previous generation stays in force and the half-written slot is cleared.
+    pub async fn apply(&mut self, next: &Generation, events_per_sec: u32) -> Result<u64> {
+        if next.workloads.len() > MAX_WORKLOADS as usize {
+            bail!(
+                "{} workloads exceed the kernel table ({MAX_WORKLOADS})",
+                next.workloads.len()
+            );
+        }
+        if next.egress.len() > MAX_EGRESS_ENTRIES_PER_SLOT as usize {
+            bail!(
+                "{} egress entries exceed the kernel table ({MAX_EGRESS_ENTRIES_PER_SLOT})",
+                next.egress.len()
+            );
+        }
+        let old_slot = self.current.active_slot;
+        let slot = 1 - old_slot.min(1);
+        // Leftovers from an interrupted earlier write.
+        self.clear_slot(slot)?;
+        if let Err(e) = self.write_slot(slot, next) {
+            let _ = self.clear_slot(slot);
+            return Err(e);
+        }
+        let config = Config {
+            active_slot: slot,
+            events_per_sec,
+            generation: self.current.generation + 1,
+        };
+        self.config
+            .set(0, &config, 0)
+            .context("switch CONFIG to the new generation")?;
+        self.current = config;
+        tokio::time::sleep(GRACE).await;
+        self.clear_slot(old_slot)?;
+        Ok(config.generation)
+    }
+
+    fn write_slot(&mut self, slot: u32, next: &Generation) -> Result<()> {
+        for (cgroup_id, value) in &next.workloads {
+            let key = WorkloadKey {
+                cgroup_id: *cgroup_id,
+                slot,
+                _pad: 0,
+            };
+            self.workloads
+                .insert(&key, value, 0)
+                .context("write WORKLOADS")?;
+        }
+        for e in &next.egress {
+            let key = Key::new(
+                EGRESS_KEY_FIXED_BITS + u32::from(e.prefix_len),
+                EgressKey {
+                    workload_id: e.workload_id,
+                    port: e.port,
+                    slot: slot as u8,
+                    _reserved: 0,
+                    addr: e.addr,
+                },
+            );
+            self.egress
+                .insert(&key, &e.rules, 0)
+                .context("write EGRESS_RULES")?;
+        }
+        Ok(())
+    }
+
+    fn clear_slot(&mut self, slot: u32) -> Result<()> {
+        let stale: Vec<WorkloadKey> = self
+            .workloads
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in stale {
+            self.workloads.remove(&k).context("clear WORKLOADS")?;
+        }
+        let stale: Vec<Key<EgressKey>> = self
+            .egress
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| u32::from(k.data().slot) == slot)
+            .collect();
+        for k in stale {
+            self.egress.remove(&k).context("clear EGRESS_RULES")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks to build and test meshward. Idempotent.
+# Pinned: user-space toolchain (rust-toolchain.toml), eBPF nightly, bpf-linker 0.13.0.
+set -euo pipefail
+
+STABLE=1.99.1
+NIGHTLY=nightly-2026-05-19
+BPF_LINKER_VERSION=0.13.0
+# Cached outside target/ so `cargo clean` keeps it.
+TOOLS_DIR=${MESHWARD_TOOLS_DIR:-$HOME/.cache/meshward-tools}
+APT_PACKAGES=(dnsmasq iproute2 procps curl)
+
+log() { printf '[bootstrap] %s\n' "$*"; }
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "apt: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  # dnsmasq's package starts a system daemon on port 53; tests run their own instances.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet dnsmasq 2>/dev/null; then
+    systemctl stop dnsmasq || true
+  fi
+}
+
+install_toolchains() {
+  rustup toolchain list | grep -q "^$STABLE" ||
+    rustup toolchain install "$STABLE" --profile minimal -c clippy,rustfmt
+  rustup toolchain list | grep -q "^$NIGHTLY" ||
+    rustup toolchain install "$NIGHTLY" --profile minimal
+  rustup component list --toolchain "$NIGHTLY" --installed | grep -q '^rust-src' ||
+    rustup component add rust-src --toolchain "$NIGHTLY"
+}
+
+install_bpf_linker() {
+  local sysroot llvm_lib prefix
+  sysroot=$(rustc +"$NIGHTLY" --print sysroot)
+  llvm_lib=$(ls "$sysroot"/lib/libLLVM.so.* | head -n1)
+  prefix="$TOOLS_DIR/llvm-$(basename "$llvm_lib")"
+  local bin="$TOOLS_DIR/bpf-linker-$BPF_LINKER_VERSION-$(basename "$llvm_lib")/bin/bpf-linker"
+  if [ ! -x "$bin" ]; then
+    log "building bpf-linker $BPF_LINKER_VERSION against $(basename "$llvm_lib") (1-2 min)"
+    mkdir -p "$prefix/lib"
+    ln -sf "$llvm_lib" "$prefix/lib/libLLVM.so"
+    ln -sf "$llvm_lib" "$prefix/lib/$(basename "$llvm_lib")"
+    LLVM_PREFIX="$prefix" RUSTFLAGS="-C link-arg=-Wl,-rpath,$sysroot/lib" \
+      cargo +"$STABLE" install bpf-linker --version "$BPF_LINKER_VERSION" --locked \
+      --no-default-features --features llvm-22 \
+      --root "$(dirname "$(dirname "$bin")")" --target-dir "$TOOLS_DIR/bpf-linker-build"
+  fi
+  mkdir -p "$HOME/.cargo/bin"
+  ln -sf "$bin" "$HOME/.cargo/bin/bpf-linker"
+}
+
+install_apt
+install_toolchains
+install_bpf_linker
+log "ready: $(bpf-linker --version)"
