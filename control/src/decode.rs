@@ -40,10 +40,11 @@ pub(crate) struct Fields<'n> {
 impl<'n> Fields<'n> {
     /// Opens `node` as a mapping; records an error and returns `None` if it is not one.
     pub fn open(ctx: &mut Ctx<'_>, node: &'n Node, path: &str) -> Option<Fields<'n>> {
+        let shown = if path.is_empty() { "document" } else { path };
         let Value::Map(entries) = &node.value else {
             ctx.error(
                 node.line,
-                format!("{path}: expected a mapping, found {}", node.kind_name()),
+                format!("{shown}: expected a mapping, found {}", node.kind_name()),
             );
             return None;
         };
@@ -51,13 +52,13 @@ impl<'n> Fields<'n> {
         let mut fields = Vec::with_capacity(entries.len());
         for (key, value) in entries {
             let Value::Scalar { text, .. } = &key.value else {
-                ctx.error(key.line, format!("{path}: mapping keys must be strings"));
+                ctx.error(key.line, format!("{shown}: mapping keys must be strings"));
                 continue;
             };
             if let Some(first) = seen.insert(text.as_str(), key.line) {
                 ctx.error(
                     key.line,
-                    format!("{path}: duplicate field `{text}` (first at line {first})"),
+                    format!("{shown}: duplicate field `{text}` (first at line {first})"),
                 );
                 continue;
             }
@@ -183,7 +184,11 @@ pub(crate) fn list<T>(
 }
 
 /// A list of strings, each with its line.
-pub(crate) fn string_list(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Spanned<String>>> {
+pub(crate) fn string_list(
+    ctx: &mut Ctx<'_>,
+    node: &Node,
+    path: &str,
+) -> Option<Vec<Spanned<String>>> {
     list(ctx, node, path, |ctx, n, p| {
         string(ctx, n, p).map(|value| Spanned {
             value,
@@ -255,7 +260,13 @@ mod tests {
         assert!(fields.take("a").is_some());
         fields.finish(&mut ctx, &["a"]);
         let text = diags.to_string();
-        assert!(text.contains("f.yaml:3: error: spec: duplicate field `a` (first at line 1)"), "{text}");
-        assert!(text.contains("f.yaml:2: error: spec: unknown field `b`"), "{text}");
+        assert!(
+            text.contains("f.yaml:3: error: spec: duplicate field `a` (first at line 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("f.yaml:2: error: spec: unknown field `b`"),
+            "{text}"
+        );
     }
 }

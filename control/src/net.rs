@@ -112,11 +112,10 @@ pub(crate) fn parse_cidr(text: &str) -> Result<(Prefix, bool), String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a valid CIDR: `{addr}` is not an IP address"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
-    let n: u8 = len
-        .parse()
-        .ok()
-        .filter(|n| *n <= max)
-        .ok_or_else(|| format!("`{text}` is not a valid CIDR: prefix length must be 0-{max}"))?;
+    let n: u8 =
+        len.parse().ok().filter(|n| *n <= max).ok_or_else(|| {
+            format!("`{text}` is not a valid CIDR: prefix length must be 0-{max}")
+        })?;
     let len128 = if ip.is_ipv4() { n + 96 } else { n };
     let prefix = Prefix::new(to_bits(ip), len128);
     Ok((prefix, prefix.bits != to_bits(ip)))
@@ -152,7 +151,11 @@ pub(crate) fn parse_hostname(text: &str) -> Result<String, String> {
         }
     }
     // An all-numeric last label is an IP address typo, not a name (RFC 3696 section 2).
-    if name.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(format!("`{text}` is not a valid IP address"));
     }
     Ok(name)
@@ -272,10 +275,23 @@ mod tests {
             parse_host("*.Example.com").unwrap().0,
             HostMatch::Suffix("example.com".into())
         );
-        assert!(matches!(parse_host("1.2.3.4").unwrap().0, HostMatch::Prefix(_)));
-        assert!(matches!(parse_host("fe80::1").unwrap().0, HostMatch::Prefix(_)));
+        assert!(matches!(
+            parse_host("1.2.3.4").unwrap().0,
+            HostMatch::Prefix(_)
+        ));
+        assert!(matches!(
+            parse_host("fe80::1").unwrap().0,
+            HostMatch::Prefix(_)
+        ));
         for bad in [
-            "a..b", "-a.com", "a_b.com", "foo*.com", "*.*.com", "1.2.3.400", "10.0.0", "fe80::zz",
+            "a..b",
+            "-a.com",
+            "a_b.com",
+            "foo*.com",
+            "*.*.com",
+            "1.2.3.400",
+            "10.0.0",
+            "fe80::zz",
             "a b",
         ] {
             assert!(parse_host(bad).is_err(), "{bad} should be rejected");

@@ -43,7 +43,10 @@ impl RuleIds {
 
     /// Assigns ids to `names`: a name that had an id in `previous` keeps it; ids of names that
     /// are gone are freed; new names get the smallest free ids, in the order given.
-    pub(crate) fn assign<'a>(previous: &RuleIds, names: impl IntoIterator<Item = &'a str>) -> RuleIds {
+    pub(crate) fn assign<'a>(
+        previous: &RuleIds,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> RuleIds {
         let names: Vec<&str> = names.into_iter().collect();
         let mut out = RuleIds::default();
         for name in &names {
@@ -112,9 +115,14 @@ mod tests {
 
     #[test]
     fn from_pinned_map_continues_counters() {
-        let prev: RuleIds = [(40u32, "x#0"), (3, "reserved#0"), (40, "dup#0"), (17, "y#0")]
-            .into_iter()
-            .collect();
+        let prev: RuleIds = [
+            (40u32, "x#0"),
+            (3, "reserved#0"),
+            (40, "dup#0"),
+            (17, "y#0"),
+        ]
+        .into_iter()
+        .collect();
         assert_eq!(prev.len(), 2);
         let next = RuleIds::assign(&prev, ["new#0", "x#0", "y#0", "new#1"]);
         assert_eq!(next.id("x#0"), Some(40));

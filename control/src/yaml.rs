@@ -20,7 +20,10 @@ pub(crate) enum Value {
     /// `~`, `null`, or nothing at all.
     Null,
     /// Any scalar; `plain` is false for quoted and block scalars (they are always strings).
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Keys in document order; keys are scalars (checked while building).
     Map(Vec<(Node, Node)>),
@@ -95,7 +98,10 @@ impl Builder {
                     if !matches!(node.value, Value::Scalar { .. }) && self.error.is_none() {
                         self.error = Some(SyntaxError {
                             line: node.line,
-                            message: format!("mapping keys must be scalars, found {}", node.kind_name()),
+                            message: format!(
+                                "mapping keys must be scalars, found {}",
+                                node.kind_name()
+                            ),
                         });
                     }
                     // A mapping's line is the line of its first key.
@@ -131,7 +137,8 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
                 let plain = style == TScalarStyle::Plain;
-                let value = if plain && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+                let value = if plain && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
+                {
                     Value::Null
                 } else {
                     Value::Scalar { text, plain }
@@ -191,7 +198,8 @@ mod tests {
 
     #[test]
     fn lines_and_empty_documents() {
-        let docs = parse_documents("# c\n---\n---\n# only\n---\na: 1\nb:\n  - x\n  - 'y'\nc:\n").unwrap();
+        let docs =
+            parse_documents("# c\n---\n---\n# only\n---\na: 1\nb:\n  - x\n  - 'y'\nc:\n").unwrap();
         assert_eq!(docs.len(), 1);
         let Value::Map(entries) = &docs[0].value else {
             panic!("not a map")

@@ -48,7 +48,12 @@ fn on_v6(ctx: &SockAddrContext, hook: u8) -> i32 {
     let mut addr = [0u8; 16];
     // SAFETY: four 32-bit context reads, as the verifier requires for user_ip6.
     let words = unsafe {
-        [(*sa).user_ip6[0], (*sa).user_ip6[1], (*sa).user_ip6[2], (*sa).user_ip6[3]]
+        [
+            (*sa).user_ip6[0],
+            (*sa).user_ip6[1],
+            (*sa).user_ip6[2],
+            (*sa).user_ip6[3],
+        ]
     };
     let mut i = 0;
     while i < 4 {

@@ -1,7 +1,9 @@
 //! Deny and audit events: a bounded ring buffer behind a per-CPU budget. What does not fit is
 //! counted in STATS, never silently lost.
 
-use aya_ebpf::helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns};
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, generated::bpf_ktime_get_ns,
+};
 use dataplane_common::{VerdictEvent, stats};
 
 use crate::maps::{CONFIG, EVENT_BUDGET, EVENTS, bump_stat};

@@ -16,8 +16,7 @@ pub static CONFIG: Array<Config> = Array::pinned(1, 0);
 
 /// Owner: dataplane::tables. cgroup id (+ slot) → workload.
 #[map(name = "MW_WORKLOADS")]
-pub static WORKLOADS: HashMap<WorkloadKey, WorkloadValue> =
-    HashMap::pinned(MAX_WORKLOADS * 2, 0);
+pub static WORKLOADS: HashMap<WorkloadKey, WorkloadValue> = HashMap::pinned(MAX_WORKLOADS * 2, 0);
 
 /// Owner: dataplane::tables. (workload, port, slot, address prefix) → matching rules.
 #[map(name = "MW_EGRESS_RULES")]

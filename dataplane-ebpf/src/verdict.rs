@@ -20,7 +20,11 @@ pub fn decide(workload_id: u32, flags: u32, slot: u32, addr: [u8; 16], port: u16
     let any_port = lookup(workload_id, 0, slot, addr);
     let pick = |f: fn(&RuleMatch) -> u32| {
         let a = exact.as_ref().map(f).unwrap_or(0);
-        if a != 0 { a } else { any_port.as_ref().map(f).unwrap_or(0) }
+        if a != 0 {
+            a
+        } else {
+            any_port.as_ref().map(f).unwrap_or(0)
+        }
     };
     let deny = pick(|m| m.deny);
     let audit_rule_id = pick(|m| m.audit);
@@ -30,20 +34,34 @@ pub fn decide(workload_id: u32, flags: u32, slot: u32, addr: [u8; 16], port: u16
         (true, rule_ids::DEFAULT_ALLOW)
     } else {
         let allow = pick(|m| m.allow);
-        if allow != 0 { (true, allow) } else { (false, rule_ids::DEFAULT_DENY) }
+        if allow != 0 {
+            (true, allow)
+        } else {
+            (false, rule_ids::DEFAULT_DENY)
+        }
     };
     count(rule_id, allow, false);
     if audit_rule_id != 0 {
         count(audit_rule_id, allow, true);
     }
-    Verdict { allow, rule_id, audit_rule_id }
+    Verdict {
+        allow,
+        rule_id,
+        audit_rule_id,
+    }
 }
 
 #[inline(always)]
 fn lookup(workload_id: u32, port: u16, slot: u32, addr: [u8; 16]) -> Option<RuleMatch> {
     let key = Key::new(
         EGRESS_KEY_FULL_BITS,
-        EgressKey { workload_id, port, slot: slot as u8, _reserved: 0, addr },
+        EgressKey {
+            workload_id,
+            port,
+            slot: slot as u8,
+            _reserved: 0,
+            addr,
+        },
     );
     EGRESS_RULES.get(&key).copied()
 }

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use dataplane_common::{
-    FIRST_RULE_ID, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_RULES, MAX_WORKLOADS, RULE_NAME_LEN,
-    RuleMatch, rule_ids, workload_flags,
+    FIRST_RULE_ID, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_RULES, MAX_WORKLOADS, RULE_NAME_LEN, RuleMatch,
+    rule_ids, workload_flags,
 };
 use serde::Serialize;
 
@@ -272,11 +272,8 @@ pub fn compile(
                 location: Location::new(&p.location.file, rule.line),
             });
         }
-        let keys_per_rule: Vec<Vec<(u16, Prefix)>> = p
-            .rules
-            .iter()
-            .map(|r| rule_keys(r, resolved))
-            .collect();
+        let keys_per_rule: Vec<Vec<(u16, Prefix)>> =
+            p.rules.iter().map(|r| rule_keys(r, resolved)).collect();
         for &w in selected {
             let workload_id = workloads[w].workload_id;
             for (keys, &id) in keys_per_rule.iter().zip(&ids) {
@@ -306,8 +303,7 @@ pub fn compile(
     }
     table.fold();
 
-    let mut egress: Vec<(EntryKey, RuleMatch)> =
-        table.keys.into_iter().zip(table.values).collect();
+    let mut egress: Vec<(EntryKey, RuleMatch)> = table.keys.into_iter().zip(table.values).collect();
     egress.sort_unstable_by_key(|(k, _)| *k);
     let egress = egress
         .into_iter()
@@ -380,7 +376,11 @@ fn compile_workloads(
 
 /// True if `policy` applies to `workload`: same namespace (or the root namespace) and every
 /// selector label present.
-pub(crate) fn selects(policy: &EgressPolicy, workload: &CompiledWorkload, settings: &Settings) -> bool {
+pub(crate) fn selects(
+    policy: &EgressPolicy,
+    workload: &CompiledWorkload,
+    settings: &Settings,
+) -> bool {
     (policy.namespace == workload.namespace || policy.namespace == settings.root_namespace)
         && labels_match(&policy.match_labels, &workload.labels)
 }
@@ -422,7 +422,12 @@ fn enforceable(policy: &EgressPolicy, diags: &mut Diagnostics) -> bool {
 
 /// Warns about `*.suffix` hosts, which match nothing until in-kernel DNS learning exists.
 fn warn_unenforced_hosts(policy: &EgressPolicy, diags: &mut Diagnostics) {
-    for host in policy.rules.iter().flat_map(|r| &r.to).flat_map(|t| &t.hosts) {
+    for host in policy
+        .rules
+        .iter()
+        .flat_map(|r| &r.to)
+        .flat_map(|t| &t.hosts)
+    {
         if let HostMatch::Suffix(_) = host.matches {
             let consequence = match policy.action {
                 Action::Deny => "this DENY is NOT enforced yet",

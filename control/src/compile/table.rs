@@ -135,9 +135,30 @@ mod tests {
                 audit: 22
             }
         );
-        assert_eq!(t.values[1], RuleMatch { deny: 20, allow: 0, audit: 22 });
-        assert_eq!(t.values[3], RuleMatch { deny: 0, allow: 23, audit: 0 });
-        assert_eq!(t.values[4], RuleMatch { deny: 0, allow: 24, audit: 0 });
+        assert_eq!(
+            t.values[1],
+            RuleMatch {
+                deny: 20,
+                allow: 0,
+                audit: 22
+            }
+        );
+        assert_eq!(
+            t.values[3],
+            RuleMatch {
+                deny: 0,
+                allow: 23,
+                audit: 0
+            }
+        );
+        assert_eq!(
+            t.values[4],
+            RuleMatch {
+                deny: 0,
+                allow: 24,
+                audit: 0
+            }
+        );
     }
 
     #[test]
@@ -148,6 +169,13 @@ mod tests {
         t.insert(key("10.0.0.1/32", 0), Action::Allow, 32);
         t.insert(key("::/0", 0), Action::Audit, 33);
         t.fold();
-        assert_eq!(t.values[2], RuleMatch { deny: 31, allow: 32, audit: 33 });
+        assert_eq!(
+            t.values[2],
+            RuleMatch {
+                deny: 31,
+                allow: 32,
+                audit: 33
+            }
+        );
     }
 }

@@ -7,7 +7,11 @@ use crate::model::{Action, BinaryMatch, EgressPolicy, EgressRule, EgressTarget, 
 use crate::net::{self, HostMatch, PortMatch};
 use crate::yaml::{Node, Value};
 
-pub(crate) fn decode(ctx: &mut Ctx<'_>, meta: &Metadata, spec: Option<&Node>) -> Option<EgressPolicy> {
+pub(crate) fn decode(
+    ctx: &mut Ctx<'_>,
+    meta: &Metadata,
+    spec: Option<&Node>,
+) -> Option<EgressPolicy> {
     let location = ctx.loc(meta.name.line);
     let Some(spec) = spec else {
         // An empty spec is an ALLOW policy without rules: it allows nothing.

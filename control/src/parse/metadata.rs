@@ -105,7 +105,17 @@ pub(crate) fn decode_metadata(ctx: &mut Ctx<'_>, node: &Node) -> Option<Metadata
     f.ignore(IGNORED_METADATA);
     f.finish(
         ctx,
-        &["name", "namespace", "annotations", "labels", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"],
+        &[
+            "name",
+            "namespace",
+            "annotations",
+            "labels",
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+        ],
     );
     Some(Metadata {
         name: name?,
@@ -135,10 +145,17 @@ pub(crate) fn check_dns_subdomain(s: &str) -> Result<(), String> {
 
 /// A Kubernetes namespace name (DNS-1123 label).
 pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 63 || s.contains('.') {
-        return Err(format!(
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
             "`{s}` is not a valid namespace (1-63 lowercase letters, digits and `-`)"
-        ));
+        ))
     }
-    check_dns_subdomain(s)
 }

@@ -61,7 +61,8 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostics> {
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
-    let entries = std::fs::read_dir(path).map_err(|e| fail(format!("cannot list directory: {e}")))?;
+    let entries =
+        std::fs::read_dir(path).map_err(|e| fail(format!("cannot list directory: {e}")))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| fail(format!("cannot list directory: {e}")))?;
@@ -126,9 +127,13 @@ impl Loader {
         let spec = top.take("spec");
         // `status` is written by controllers; it says nothing about intent.
         top.ignore(&["status"]);
-        top.finish(&mut ctx, &["apiVersion", "kind", "metadata", "spec", "status"]);
+        top.finish(
+            &mut ctx,
+            &["apiVersion", "kind", "metadata", "spec", "status"],
+        );
 
-        let (Some(api_version), Some(kind_text), Some(kind_node)) = (api_version, kind_text, kind_node)
+        let (Some(api_version), Some(kind_text), Some(kind_node)) =
+            (api_version, kind_text, kind_node)
         else {
             return;
         };
@@ -139,7 +144,25 @@ impl Loader {
                 return;
             }
         };
-        let Some(meta) = metadata else { return };
+        let Some(meta) = metadata else {
+            // Still check the spec, so that one run reports every problem.
+            let placeholder = metadata::Metadata {
+                name: decode::Spanned {
+                    value: String::new(),
+                    line: doc.line,
+                },
+                namespace: "default".to_string(),
+                annotations: Default::default(),
+            };
+            match kind {
+                Kind::WorkloadEntry => drop(workload_entry::decode(&mut ctx, &placeholder, spec)),
+                Kind::EgressPolicy => drop(egress_policy::decode(&mut ctx, &placeholder, spec)),
+                Kind::AuthorizationPolicy => {
+                    drop(authorization_policy::decode(&mut ctx, &placeholder, spec))
+                }
+            }
+            return;
+        };
 
         let key = (kind, meta.namespace.clone(), meta.name.value.clone());
         let here = ctx.loc(meta.name.line);

@@ -6,7 +6,10 @@ use crate::decode::{self, Ctx, Fields};
 use crate::yaml::Node;
 
 /// Decodes `selector`; absent or empty selects every workload in scope.
-pub(crate) fn decode_selector(ctx: &mut Ctx<'_>, node: Option<&Node>) -> Option<BTreeMap<String, String>> {
+pub(crate) fn decode_selector(
+    ctx: &mut Ctx<'_>,
+    node: Option<&Node>,
+) -> Option<BTreeMap<String, String>> {
     let Some(node) = node else {
         return Some(BTreeMap::new());
     };

@@ -45,15 +45,16 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, meta: &Metadata, spec: Option<&Node>) ->
                 .map(|m| m.into_iter().map(|(k, v)| (k, v.value)).collect());
         }
         if let Some(n) = f.take("serviceAccount") {
-            service_account = decode::string(ctx, n, "spec.serviceAccount").and_then(|s| {
-                match check_dns_subdomain(&s) {
-                    Ok(()) => Some(s),
-                    Err(e) => {
-                        ctx.error(n.line, format!("spec.serviceAccount: {e}"));
-                        None
-                    }
-                }
-            });
+            service_account =
+                decode::string(ctx, n, "spec.serviceAccount").and_then(
+                    |s| match check_dns_subdomain(&s) {
+                        Ok(()) => Some(s),
+                        Err(e) => {
+                            ctx.error(n.line, format!("spec.serviceAccount: {e}"));
+                            None
+                        }
+                    },
+                );
         }
         // Known WorkloadEntry fields that do not affect the node dataplane.
         f.ignore(&["ports", "network", "locality", "weight"]);

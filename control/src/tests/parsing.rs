@@ -2,9 +2,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::load;
-use crate::{
-    Action, AuthorizationAction, BinaryMatch, HostMatch, PortMatch, Prefix, load_config,
-};
+use crate::{Action, AuthorizationAction, BinaryMatch, HostMatch, PortMatch, Prefix, load_config};
 
 const ALL_KINDS: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -93,7 +91,7 @@ fn parses_every_field_of_every_kind() {
     let w = &c.workloads[0];
     assert_eq!((w.namespace.as_str(), w.name.as_str()), ("shop", "web"));
     assert_eq!(w.cgroup, Some(PathBuf::from("meshward/web")));
-    assert_eq!(w.cgroup_line, 7);
+    assert_eq!(w.cgroup_line, 8);
     assert_eq!(w.address, Some("10.0.0.5".parse().unwrap()));
     assert_eq!(w.service_account, "web-sa");
     assert_eq!(
@@ -104,14 +102,23 @@ fn parses_every_field_of_every_kind() {
 
     let p = &c.egress_policies[0];
     assert_eq!(p.action, Action::Deny);
-    assert_eq!(p.match_labels, BTreeMap::from([("app".into(), "web".into())]));
-    assert_eq!(p.binaries[0].value, BinaryMatch::Exact("/usr/bin/curl".into()));
+    assert_eq!(
+        p.match_labels,
+        BTreeMap::from([("app".into(), "web".into())])
+    );
+    assert_eq!(
+        p.binaries[0].value,
+        BinaryMatch::Exact("/usr/bin/curl".into())
+    );
     assert_eq!(p.binaries[1].value, BinaryMatch::Prefix("/opt/app/".into()));
     assert_eq!(p.rules.len(), 2);
-    assert_eq!(p.rules[0].line, 33);
+    assert_eq!(p.rules[0].line, 34);
     assert!(p.rules[1].to.is_empty());
     let hosts: Vec<&HostMatch> = p.rules[0].to[0].hosts.iter().map(|h| &h.matches).collect();
-    assert_eq!(hosts[0], &HostMatch::Prefix(crate::net::parse_cidr("10.0.0.0/8").unwrap().0));
+    assert_eq!(
+        hosts[0],
+        &HostMatch::Prefix(crate::net::parse_cidr("10.0.0.0/8").unwrap().0)
+    );
     assert_eq!(
         hosts[1],
         &HostMatch::Prefix(Prefix::host("2001:db8::1".parse().unwrap()))
@@ -120,7 +127,10 @@ fn parses_every_field_of_every_kind() {
     assert_eq!(hosts[3], &HostMatch::Suffix("evil.org".into()));
     assert_eq!(hosts[4], &HostMatch::Any);
     let ports: Vec<PortMatch> = p.rules[0].to[0].ports.iter().map(|p| p.value).collect();
-    assert_eq!(ports, vec![PortMatch::Port(443), PortMatch::Port(8443), PortMatch::Any]);
+    assert_eq!(
+        ports,
+        vec![PortMatch::Port(443), PortMatch::Port(8443), PortMatch::Any]
+    );
     assert!(p.rules[0].to[1].ports.is_empty());
 
     let a = &c.authorization_policies[0];
@@ -138,7 +148,10 @@ fn parses_every_field_of_every_kind() {
     assert_eq!(src.remote_ip_blocks[0].value.to_string(), "1.2.3.4/32");
     assert_eq!(src.not_remote_ip_blocks[0].value.to_string(), "fe80::/10");
     let op = &a.rules[0].to[0];
-    assert_eq!(op.ports.iter().map(|p| p.value).collect::<Vec<_>>(), vec![8080, 9090]);
+    assert_eq!(
+        op.ports.iter().map(|p| p.value).collect::<Vec<_>>(),
+        vec![8080, 9090]
+    );
     assert_eq!(op.not_ports[0].value, 22);
     assert_eq!(op.hosts[0].value, "a.example.com");
     assert_eq!(op.not_hosts[0].value, "b.example.com");
@@ -193,11 +206,17 @@ fn normalising_warnings() {
 fn multi_document_files_and_directories() {
     let dir = tempfile::tempdir().unwrap();
     let wl = |name: &str| {
-        format!("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: {name}\n")
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: {name}\n"
+        )
     };
     std::fs::write(
         dir.path().join("b.yaml"),
-        format!("# leading comment\n---\n{}---\n---\n# nothing\n---\n{}", wl("b1"), wl("b2")),
+        format!(
+            "# leading comment\n---\n{}---\n---\n# nothing\n---\n{}",
+            wl("b1"),
+            wl("b2")
+        ),
     )
     .unwrap();
     std::fs::write(dir.path().join("a.yml"), wl("a1")).unwrap();
@@ -215,8 +234,11 @@ fn multi_document_files_and_directories() {
     assert_eq!(c.workloads.len(), 2);
 
     // Errors name the file they are in.
-    std::fs::write(dir.path().join("d.yaml"), "apiVersion: x\nkind: Foo\nmetadata: {name: z}\n")
-        .unwrap();
+    std::fs::write(
+        dir.path().join("d.yaml"),
+        "apiVersion: x\nkind: Foo\nmetadata: {name: z}\n",
+    )
+    .unwrap();
     let err = load_config(dir.path()).unwrap_err();
     let file = dir.path().join("d.yaml");
     assert_eq!(
@@ -232,5 +254,8 @@ fn multi_document_files_and_directories() {
 fn missing_path_is_an_error() {
     let err = load_config(std::path::Path::new("/nonexistent/meshward.yaml")).unwrap_err();
     assert!(err.is_error());
-    assert!(err.to_string().starts_with("/nonexistent/meshward.yaml: error: cannot read"));
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/meshward.yaml: error: cannot read")
+    );
 }

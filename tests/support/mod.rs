@@ -1,0 +1,415 @@
+//! Harness for end-to-end tests on the real kernel, as root. Every test makes its own cgroups,
+//! pin directory, admin port and scratch directory, and removes them on drop (also on panic).
+//! Programs are attached only to cgroups the test created.
+#![allow(dead_code)]
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const MESHWARD: &str = env!("CARGO_BIN_EXE_meshward");
+const PROBE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/probe.py");
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Fails (never skips) when the kernel tests cannot run.
+pub fn require_root() {
+    // SAFETY: no arguments.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "kernel tests need root (CI runs them as root); run `sudo scripts/test.sh`"
+    );
+}
+
+fn unique(test: &str) -> String {
+    format!("meshward-test-{}-{test}", std::process::id())
+}
+
+pub fn cgroup2_root() -> PathBuf {
+    let mounts = fs::read_to_string("/proc/self/mounts").expect("read mounts");
+    mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("cgroup2 is mounted")
+}
+
+/// A directory of cgroups for one test: `<cgroup2>/meshward-test-<pid>-<test>/`.
+pub struct CgroupTree {
+    root: PathBuf,
+    rel: String,
+}
+
+impl CgroupTree {
+    pub fn new(test: &str) -> Self {
+        require_root();
+        let rel = unique(test);
+        let root = cgroup2_root().join(&rel);
+        fs::create_dir_all(&root).expect("create test cgroup");
+        Self { root, rel }
+    }
+
+    /// Creates `name` (may contain '/') and returns its path relative to the cgroup2 mount,
+    /// as `meshward.io/cgroup` wants it.
+    pub fn child(&self, name: &str) -> String {
+        fs::create_dir_all(self.root.join(name)).expect("create child cgroup");
+        format!("{}/{name}", self.rel)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        cgroup2_root().join(rel)
+    }
+}
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        remove_cgroup_tree(&self.root);
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+            // SAFETY: plain kill(2).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for _ in 0..50 {
+        if fs::remove_dir(dir).is_ok() || !dir.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `cmd` with its process moved into the cgroup `rel` before exec.
+pub fn in_cgroup(cmd: &mut Command, rel: &str) -> Child {
+    let procs = fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup2_root().join(rel).join("cgroup.procs"))
+        .expect("open cgroup.procs");
+    let fd = procs.as_raw_fd();
+    // SAFETY: only async-signal-safe calls (write) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn in cgroup");
+    drop(procs);
+    child
+}
+
+/// connect() (tcp) or sendto() (udp) from inside cgroup `rel`; "ok" or the errno name.
+pub fn probe(rel: &str, kind: &str, dst: SocketAddr) -> String {
+    let mut cmd = probe_command(kind, dst);
+    let child = in_cgroup(cmd.stdout(Stdio::piped()), rel);
+    finish_probe(child)
+}
+
+/// The same probe from the test's own (ungoverned) cgroup.
+pub fn probe_outside(kind: &str, dst: SocketAddr) -> String {
+    let child = probe_command(kind, dst)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn probe");
+    finish_probe(child)
+}
+
+fn probe_command(kind: &str, dst: SocketAddr) -> Command {
+    let mut cmd = Command::new(PYTHON);
+    cmd.args([PROBE, kind, &dst.ip().to_string(), &dst.port().to_string()]);
+    cmd
+}
+
+fn finish_probe(child: Child) -> String {
+    let out = child.wait_with_output().expect("probe runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A TCP listener that accepts and drops connections, so allowed connects get "ok".
+pub fn listener(ip: &str) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind((ip, 0)).expect("bind listener");
+    let addr = l.local_addr().expect("local addr");
+    let h = std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+    (addr, h)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A scratch directory under /tmp, removed on drop.
+pub struct Scratch {
+    pub dir: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(test));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        Self { dir }
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        fs::write(&p, text).expect("write scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `meshward run`, with its own pin directory and admin port.
+pub struct Agent {
+    child: Option<Child>,
+    pub pin_path: PathBuf,
+    pub admin: SocketAddr,
+    log: PathBuf,
+    config: PathBuf,
+    extra: Vec<String>,
+}
+
+impl Agent {
+    /// Starts an agent on `config` and waits until it has applied a policy.
+    pub fn start(test: &str, config: &Path, extra: &[&str]) -> Self {
+        require_root();
+        let pin_path = PathBuf::from("/sys/fs/bpf").join(unique(test));
+        let mut agent = Self {
+            child: None,
+            pin_path,
+            admin: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            log: std::env::temp_dir().join(format!("{}.log", unique(test))),
+            config: config.to_path_buf(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        agent.spawn();
+        agent.wait_until("first policy applied", |h| h["status"] == "ok");
+        agent
+    }
+
+    /// Starts another agent process on the same pins (restart after a crash).
+    pub fn restart(&mut self) {
+        self.spawn();
+        self.wait_until("policy applied after restart", |h| h["status"] == "ok");
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut cmd = Command::new(MESHWARD);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--pin-path")
+            .arg(&self.pin_path)
+            .arg("--admin-addr")
+            .arg(self.admin.to_string())
+            .args(&self.extra)
+            .env("MESHWARD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        if !self.extra.iter().any(|a| a == "--watch-interval-ms") {
+            cmd.args(["--watch-interval-ms", "200"]);
+        }
+        self.child = Some(cmd.spawn().expect("start meshward"));
+    }
+
+    /// SIGKILL: no cleanup at all, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn sighup(&self) {
+        let pid = self.child.as_ref().expect("agent running").id() as i32;
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> String {
+        http_get(self.admin, path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}\nagent log:\n{}", self.log()))
+    }
+
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        serde_json::from_str(&self.get(path)).expect("JSON from admin endpoint")
+    }
+
+    /// Waits (up to 30 s) until /healthz satisfies `pred`; panics with the agent's log otherwise.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "agent exited ({status}) while waiting for {what}\n{}",
+                        self.log()
+                    );
+                }
+            }
+            if let Ok(body) = http_get(self.admin, "/healthz") {
+                if let Ok(h) = serde_json::from_str::<serde_json::Value>(&body) {
+                    if pred(&h) {
+                        return h;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The value of one Prometheus sample whose labels include all of `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        let text = self.get("/metrics");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = fs::remove_dir_all(&self.pin_path);
+        if !std::thread::panicking() {
+            let _ = fs::remove_file(&self.log);
+        }
+    }
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("{head}\n{body}")));
+    }
+    Ok(body.to_string())
+}
+
+/// A WorkloadEntry document for a local workload in cgroup `rel`.
+pub fn workload(ns: &str, name: &str, app: &str, rel: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    meshward.io/cgroup: {rel}\nspec:\n  serviceAccount: {name}\n  labels:\n    app: {app}\n---\n"
+    )
+}
+
+/// An EgressPolicy document; `rules` is the YAML list under spec.rules (indented by 2).
+pub fn egress(ns: &str, name: &str, app: Option<&str>, action: &str, rules: &str) -> String {
+    let selector = app
+        .map(|a| format!("  selector:\n    matchLabels:\n      app: {a}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{selector}  action: {action}\n  rules:\n{rules}---\n"
+    )
+}
+
+/// A dnsmasq on 127.0.0.1:<port> answering `name → ip` pairs, stopped on drop.
+pub struct Dnsmasq {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Dnsmasq {
+    pub fn start(records: &[(&str, &str)], ttl: u32) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new("dnsmasq");
+        cmd.args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--user=root",
+        ])
+        .arg(format!("--port={port}"))
+        .arg(format!("--local-ttl={ttl}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        for (name, ip) in records {
+            cmd.arg(format!("--address=/{name}/{ip}"));
+        }
+        let child = cmd
+            .spawn()
+            .expect("dnsmasq is installed (scripts/bootstrap.sh)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "dnsmasq did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, addr }
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
