@@ -42,12 +42,9 @@ impl Prefix {
         self.bits
     }
 
-    pub fn len(&self) -> u8 {
+    /// Number of leading bits that are significant (0..=128).
+    pub fn prefix_len(&self) -> u8 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The address in the 16-byte network-order form of kernel keys.
@@ -236,7 +233,7 @@ mod tests {
     #[test]
     fn cidr_forms() {
         let (p, fixed) = parse_cidr("10.0.0.0/8").unwrap();
-        assert_eq!(p.len(), 104);
+        assert_eq!(p.prefix_len(), 104);
         assert!(!fixed);
         assert!(p.contains("10.1.2.3".parse().unwrap()));
         assert!(!p.contains("11.1.2.3".parse().unwrap()));
@@ -245,7 +242,7 @@ mod tests {
         assert!(fixed);
         assert_eq!(p.to_string(), "10.0.0.0/8");
         let (p, _) = parse_cidr("2001:db8::/32").unwrap();
-        assert_eq!(p.len(), 32);
+        assert_eq!(p.prefix_len(), 32);
         assert!(p.contains("2001:db8::1".parse().unwrap()));
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("2001:db8::/129").is_err());

@@ -250,6 +250,17 @@ pub fn compile(
         return Err(sorted(diags));
     }
 
+    let unresolved = dns_names
+        .iter()
+        .filter(|n| !resolved.contains_key(*n))
+        .count();
+    if unresolved > 0 {
+        tracing::debug!(
+            unresolved,
+            "exact DNS names without addresses match nothing yet"
+        );
+    }
+
     let rule_ids = RuleIds::assign(previous_rule_ids, rule_names.iter().map(String::as_str));
     let mut rules = Vec::with_capacity(rule_names.len());
     let mut table = TableBuilder::default();
@@ -311,7 +322,7 @@ pub fn compile(
             workload_id: k.workload_id,
             port: k.port,
             addr: k.prefix.addr_bytes(),
-            prefix_len: k.prefix.len(),
+            prefix_len: k.prefix.prefix_len(),
             rules,
         })
         .collect::<Vec<_>>();

@@ -60,8 +60,8 @@ impl TableBuilder {
         let mut lengths: HashMap<(u32, u16), Vec<u8>> = HashMap::new();
         for k in &self.keys {
             let v = lengths.entry((k.workload_id, k.port)).or_default();
-            if !v.contains(&k.prefix.len()) {
-                v.push(k.prefix.len());
+            if !v.contains(&k.prefix.prefix_len()) {
+                v.push(k.prefix.prefix_len());
             }
         }
         for v in lengths.values_mut() {
@@ -76,7 +76,7 @@ impl TableBuilder {
                 continue;
             };
             let value = &mut self.values[i];
-            for &len in lens.iter().filter(|&&l| l < key.prefix.len()) {
+            for &len in lens.iter().filter(|&&l| l < key.prefix.prefix_len()) {
                 if value.deny != 0 && value.allow != 0 && value.audit != 0 {
                     break;
                 }

@@ -21,10 +21,7 @@ use metadata::Kind;
 /// recursive). Each file may hold several documents. All problems are reported together; any
 /// error rejects the whole configuration.
 pub fn load_config(path: &Path) -> Result<Config, Diagnostics> {
-    let files = match list_files(path) {
-        Ok(files) => files,
-        Err(d) => return Err(d),
-    };
+    let files = list_files(path)?;
     let mut loader = Loader::default();
     if files.is_empty() {
         loader.diags.warning(

@@ -700,3 +700,26 @@ fn capacity_overflow_names_where_it_happened() {
         )]
     );
 }
+
+#[test]
+fn rule_names_longer_than_the_kernel_limit_are_rejected() {
+    let long = "n".repeat(130);
+    let config = load(&format!(
+        "{WORKLOADS}{}",
+        policy("shop", &long, "  rules: [{}]\n")
+    ));
+    let err = compile(
+        &config,
+        &Settings::default(),
+        &Resolutions::new(),
+        &RuleIds::new(),
+    )
+    .unwrap_err();
+    let l = lines(&err);
+    assert_eq!(l.len(), 1, "{l:?}");
+    assert!(
+        l[0].starts_with("t.yaml:21: error: rule name `shop/nnn"),
+        "{l:?}"
+    );
+    assert!(l[0].ends_with("is longer than 128 bytes, the kernel's rule name limit; use a shorter namespace or policy name"), "{l:?}");
+}

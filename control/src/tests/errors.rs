@@ -222,3 +222,17 @@ fn empty_documents_are_skipped() {
     let c = load("---\n# nothing\n---\n...\n");
     assert!(c.workloads.is_empty() && c.egress_policies.is_empty());
 }
+
+#[test]
+fn workload_entry_errors() {
+    let text = "apiVersion: networking.istio.io/v1beta1\nkind: WorkloadEntry\nmetadata:\n  name: w\n  annotations:\n    meshward.io/cgroup: a/../b\nspec:\n  serviceAccount: Web_SA\n  labels: {app: [x]}\n  ports: {http: 80}\n  weight: 2\n  addresses: [1.2.3.4]\n";
+    assert_eq!(
+        rejected(text),
+        vec![
+            "t.yaml:6: error: annotation meshward.io/cgroup: `a/../b` must be a path under the cgroup2 mount without `..`",
+            "t.yaml:8: error: spec.serviceAccount: `Web_SA` is not a valid name (lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit)",
+            "t.yaml:9: error: spec.labels.app: expected a string, found a list",
+            "t.yaml:12: error: spec: unknown field `addresses` (expected one of: address, labels, serviceAccount, ports, network, locality, weight)",
+        ]
+    );
+}

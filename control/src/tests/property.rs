@@ -252,7 +252,7 @@ fn rule_match_len(
                         HostMatch::Any => vec![0],
                         HostMatch::Prefix(p) => {
                             if p.contains(dst) {
-                                vec![p.len()]
+                                vec![p.prefix_len()]
                             } else {
                                 vec![]
                             }
