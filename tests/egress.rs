@@ -193,7 +193,7 @@ fn ungoverned_processes_and_workloads_without_allow_policy() {
             workload("a", "locked", "locked", &locked),
             workload("a", "free", "free", &free),
             // An ALLOW policy with no rules allows nothing (Istio's allow-nothing).
-            format!("apiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: allow-nothing\n  namespace: a\nspec:\n  selector:\n    matchLabels:\n      app: locked\n  action: ALLOW\n---\n"),
+            "apiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: allow-nothing\n  namespace: a\nspec:\n  selector:\n    matchLabels:\n      app: locked\n  action: ALLOW\n---\n".to_string(),
             egress("a", "deny-seven", None, "DENY", "  - to:\n    - hosts: [\"127.0.0.7\"]\n"),
         ]
         .concat(),

@@ -40,9 +40,16 @@ fn main() {
     let cg = CgroupTree::new("bench-connect");
     let rel = cg.child("client");
     let scratch = Scratch::new("bench-connect");
-    let levels: [(&str, Option<usize>); 4] =
-        [("no program", None), ("10 rules", Some(10)), ("1k rules", Some(1_000)), ("100k rules", Some(100_000))];
-    let configs: Vec<String> = levels.iter().map(|(_, n)| config(&rel, target, *n)).collect();
+    let levels: [(&str, Option<usize>); 4] = [
+        ("no program", None),
+        ("10 rules", Some(10)),
+        ("1k rules", Some(1_000)),
+        ("100k rules", Some(100_000)),
+    ];
+    let configs: Vec<String> = levels
+        .iter()
+        .map(|(_, n)| config(&rel, target, *n))
+        .collect();
     let path = scratch.write("policy.yaml", &configs[0]);
     let mut agent = Agent::start("bench-connect", &path, &["--events-per-sec", "1"]);
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable bpf_stats");
@@ -58,7 +65,10 @@ fn main() {
                 let t = Instant::now();
                 let want = generation + 1;
                 let h = agent.wait_until(name, |h| h["generation"].as_u64() == Some(want));
-                apply_ms.entry(i).or_default().push(t.elapsed().as_secs_f64() * 1e3);
+                apply_ms
+                    .entry(i)
+                    .or_default()
+                    .push(t.elapsed().as_secs_f64() * 1e3);
                 assert_eq!(h["status"], "ok", "{h}");
                 generation = want;
             }
@@ -67,24 +77,38 @@ fn main() {
             let after = connect4_stats();
             rates.entry(i).or_default().push(rate);
             if after.1 > before.1 {
-                verdict_ns.entry(i).or_default().push((after.0 - before.0) as f64 / (after.1 - before.1) as f64);
+                verdict_ns
+                    .entry(i)
+                    .or_default()
+                    .push((after.0 - before.0) as f64 / (after.1 - before.1) as f64);
             }
             eprintln!("round {round} {name:>11}: {rate:>9.0} connects/s");
         }
     }
     let base = median(&rates[&0]);
-    println!("| rules loaded | connects/s (median of {rounds}) | ratio to no program | verdict ns/run (bpf_stats) | reload to live, ms |");
+    println!(
+        "| rules loaded | connects/s (median of {rounds}) | ratio to no program | verdict ns/run (bpf_stats) | reload to live, ms |"
+    );
     println!("|---|---|---|---|---|");
     for (i, (name, _)) in levels.iter().enumerate() {
         let r = median(&rates[&i]);
-        let ns = verdict_ns.get(&i).map(|v| format!("{:.0}", median(v))).unwrap_or_else(|| "—".into());
-        let ap = apply_ms.get(&i).map(|v| format!("{:.0}", median(v))).unwrap_or_else(|| "—".into());
+        let ns = verdict_ns
+            .get(&i)
+            .map(|v| format!("{:.0}", median(v)))
+            .unwrap_or_else(|| "—".into());
+        let ap = apply_ms
+            .get(&i)
+            .map(|v| format!("{:.0}", median(v)))
+            .unwrap_or_else(|| "—".into());
         println!("| {name} | {r:.0} | {:.3} | {ns} | {ap} |", r / base);
     }
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -101,7 +125,11 @@ fn config(rel: &str, target: SocketAddr, n: Option<usize>) -> String {
     };
     let mut s = support::workload("bench", "client", "client", rel);
     s.push_str("apiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: many\n  namespace: bench\nspec:\n  action: ALLOW\n  rules:\n");
-    s.push_str(&format!("  - to:\n    - hosts: [\"{}\"]\n      ports: [{}]\n", target.ip(), target.port()));
+    s.push_str(&format!(
+        "  - to:\n    - hosts: [\"{}\"]\n      ports: [{}]\n",
+        target.ip(),
+        target.port()
+    ));
     for i in 1..n {
         s.push_str(&format!(
             "  - to:\n    - hosts: [\"10.{}.{}.{}\"]\n      ports: [443]\n",
@@ -118,18 +146,22 @@ fn connect4_stats() -> (u64, u64) {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .filter(|p| p.name_as_str() == Some("mw_connect4"))
-        .fold((0, 0), |(t, c), p| (t + p.run_time().as_nanos() as u64, c + p.run_count()))
+        .fold((0, 0), |(t, c), p| {
+            (t + p.run_time().as_nanos() as u64, c + p.run_count())
+        })
 }
 
 /// Runs the client inside the cgroup for `ms` and returns connects per second.
 fn measure(rel: &str, target: SocketAddr, ms: u64) -> f64 {
     let exe = std::env::current_exe().expect("own path");
     let mut cmd = Command::new(exe);
-    cmd.env(CLIENT_ENV, format!("{target},{ms}")).stdout(Stdio::piped());
+    cmd.env(CLIENT_ENV, format!("{target},{ms}"))
+        .stdout(Stdio::piped());
     let out = in_cgroup(&mut cmd, rel).wait_with_output().expect("client");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or_else(|_| {
-        panic!("client failed: {}", String::from_utf8_lossy(&out.stdout))
-    })
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("client failed: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Client mode: connect + close (RST, so no TIME_WAIT pile-up) in a loop; prints connects/s.
@@ -137,14 +169,21 @@ fn client(spec: &str) {
     let (addr, ms) = spec.split_once(',').expect("addr,ms");
     let addr: SocketAddr = addr.parse().expect("addr");
     let deadline = Duration::from_millis(ms.parse().expect("ms"));
-    let SocketAddr::V4(v4) = addr else { panic!("IPv4 target") };
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 target")
+    };
     let sin = libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
         sin_port: v4.port().to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(*v4.ip()).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
         sin_zero: [0; 8],
     };
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < deadline {
@@ -152,8 +191,18 @@ fn client(spec: &str) {
         unsafe {
             let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
             assert!(fd >= 0, "socket");
-            libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, (&raw const linger).cast(), size_of::<libc::linger>() as u32);
-            let rc = libc::connect(fd, (&raw const sin).cast(), size_of::<libc::sockaddr_in>() as u32);
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                size_of::<libc::linger>() as u32,
+            );
+            let rc = libc::connect(
+                fd,
+                (&raw const sin).cast(),
+                size_of::<libc::sockaddr_in>() as u32,
+            );
             assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
             libc::close(fd);
         }

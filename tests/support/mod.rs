@@ -286,20 +286,17 @@ impl Agent {
     ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "agent exited ({status}) while waiting for {what}\n{}",
-                        self.log()
-                    );
-                }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "agent exited ({status}) while waiting for {what}\n{}",
+                    self.log()
+                );
             }
-            if let Ok(body) = http_get(self.admin, "/healthz") {
-                if let Ok(h) = serde_json::from_str::<serde_json::Value>(&body) {
-                    if pred(&h) {
-                        return h;
-                    }
-                }
+            let health = http_get(self.admin, "/healthz")
+                .ok()
+                .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok());
+            if let Some(h) = health.filter(|h| pred(h)) {
+                return h;
             }
             assert!(
                 Instant::now() < deadline,

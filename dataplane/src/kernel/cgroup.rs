@@ -13,10 +13,8 @@ pub fn cgroup2_mount() -> Result<PathBuf> {
     for line in mounts.lines() {
         let mut fields = line.split_whitespace();
         let (_dev, dir, fstype) = (fields.next(), fields.next(), fields.next());
-        if fstype == Some("cgroup2") {
-            if let Some(dir) = dir {
-                return Ok(PathBuf::from(dir));
-            }
+        if let (Some("cgroup2"), Some(dir)) = (fstype, dir) {
+            return Ok(PathBuf::from(dir));
         }
     }
     bail!("no cgroup2 file system is mounted; meshward governs workloads by cgroup v2")
