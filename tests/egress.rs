@@ -479,3 +479,100 @@ fn check_reports_file_and_line() {
     assert!(!out.status.success());
     assert!(stderr.contains("bad.yaml:10"), "{stderr}");
 }
+
+#[test]
+fn dns_answers_are_refreshed_when_their_ttl_expires() {
+    let dns = Dnsmasq::start(&[("moving.mesh.test", "127.0.0.31")], 1);
+    let port = dns.addr.port();
+    let cg = CgroupTree::new("dns-ttl");
+    let client = cg.child("client");
+    let scratch = Scratch::new("dns-ttl");
+    let config = scratch.write(
+        "policy.yaml",
+        &[
+            workload("t", "client", "client", &client),
+            egress(
+                "t",
+                "by-name",
+                Some("client"),
+                "ALLOW",
+                "  - to:\n    - hosts: [\"moving.mesh.test\"]\n",
+            ),
+        ]
+        .concat(),
+    );
+    let mut agent = Agent::start(
+        "dns-ttl",
+        &config,
+        &["--dns-server", &dns.addr.to_string(), "--dns-min-ttl", "1"],
+    );
+    assert_eq!(probe(&client, "tcp", sa("127.0.0.31:9")), "ECONNREFUSED");
+    assert_eq!(probe(&client, "tcp", sa("127.0.0.32:9")), "EPERM");
+
+    // The name moves: same server address, new answer. After the 1 s TTL the agent re-resolves
+    // and applies a new generation.
+    drop(dns);
+    let _dns = Dnsmasq::start_on(port, &[("moving.mesh.test", "127.0.0.32")], 1);
+    agent.wait_until("re-resolved generation", |h| {
+        h["last_reload"]["trigger"] == "DNS answer changed" && h["status"] == "ok"
+    });
+    assert_eq!(
+        probe(&client, "tcp", sa("127.0.0.32:9")),
+        "ECONNREFUSED",
+        "new answer allowed"
+    );
+    assert_eq!(
+        probe(&client, "tcp", sa("127.0.0.31:9")),
+        "EPERM",
+        "old answer expired"
+    );
+}
+
+#[test]
+fn events_beyond_the_budget_are_counted_as_lost() {
+    let cg = CgroupTree::new("event-budget");
+    let client = cg.child("client");
+    let scratch = Scratch::new("event-budget");
+    let config = scratch.write(
+        "policy.yaml",
+        &[
+            workload("e", "client", "client", &client),
+            egress("e", "deny-all", None, "DENY", "  - {}\n"),
+        ]
+        .concat(),
+    );
+    let agent = Agent::start("event-budget", &config, &["--events-per-sec", "1"]);
+    // Ten denials in about half a second against a budget of 1 event/s per CPU: at most a few
+    // events get through (2 CPUs, at most 2 windows); the rest are counted as rate-limited.
+    for _ in 0..10 {
+        assert_eq!(probe(&client, "tcp", sa("127.0.0.1:9")), "EPERM");
+    }
+    let denied = agent.metric(
+        "meshward_rule_verdicts_total",
+        &[("policy", "deny-all"), ("verdict", "deny")],
+    );
+    assert_eq!(denied, Some(10), "every denial is counted, sent or not");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let lost = agent
+            .metric("meshward_events_lost_total", &[("reason", "rate_limited")])
+            .expect("lost-events metric");
+        let delivered = agent.json("/events")["events"]
+            .as_array()
+            .map(Vec::len)
+            .unwrap_or(0) as u64;
+        if lost + delivered == 10 {
+            assert!(
+                lost >= 5,
+                "budget exceeded: lost {lost}, delivered {delivered}"
+            );
+            assert!(delivered >= 1, "the first event of a window is delivered");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lost {lost} + delivered {delivered} != 10"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

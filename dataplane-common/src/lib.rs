@@ -53,7 +53,7 @@ pub const FIRST_RULE_ID: u32 = 16;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Config {
     pub active_slot: u32,
-    /// Deny/audit events allowed per second per CPU; excess is counted in `STATS`.
+    /// Deny/audit events allowed per second per CPU (0 = no limit); excess is counted in `STATS`.
     pub events_per_sec: u32,
     /// Monotonic generation number, for user space to recognise what it wrote.
     pub generation: u64,
@@ -109,6 +109,19 @@ pub struct RuleMatch {
     pub deny: u32,
     pub allow: u32,
     pub audit: u32,
+}
+
+/// One compiled egress table entry before it is placed in a generation slot: `control` produces
+/// it, `dataplane` turns it into an [`EgressKey`] + [`RuleMatch`]. `addr`'s first `prefix_len`
+/// bits (0..=128, IPv4-mapped space) are significant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EgressEntry {
+    pub workload_id: u32,
+    /// 0 = any port.
+    pub port: u16,
+    pub addr: [u8; 16],
+    pub prefix_len: u8,
+    pub rules: RuleMatch,
 }
 
 /// `RULE_COUNTERS[rule_id]` (per CPU).

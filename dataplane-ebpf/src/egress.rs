@@ -73,8 +73,8 @@ fn on_v6(ctx: &SockAddrContext, hook: u8) -> i32 {
 #[inline(always)]
 fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
     let port = u16::from_be(user_port as u16);
-    let slot = match CONFIG.get(0) {
-        Some(c) => c.active_slot,
+    let (slot, events_per_sec) = match CONFIG.get(0) {
+        Some(c) => (c.active_slot, c.events_per_sec),
         None => return ALLOW,
     };
     let Some((cgroup_id, workload)) = current_workload(slot) else {
@@ -92,13 +92,13 @@ fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
         port,
     };
     if !v.allow {
-        emit(&event);
+        emit(&event, events_per_sec);
         return DENY;
     }
     if v.audit_rule_id != 0 {
         event.rule_id = v.audit_rule_id;
         event.verdict = verdicts::AUDIT;
-        emit(&event);
+        emit(&event, events_per_sec);
     }
     ALLOW
 }

@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
 };
 use dataplane_common::{VerdictEvent, stats};
 
-use crate::maps::{CONFIG, EVENT_BUDGET, EVENTS, bump_stat};
+use crate::maps::{EVENT_BUDGET, EVENTS, bump_stat};
 
 const WINDOW_NS: u64 = 1_000_000_000;
 
@@ -21,10 +21,10 @@ pub struct EventFields {
 }
 
 #[inline(always)]
-pub fn emit(f: &EventFields) {
+pub fn emit(f: &EventFields, events_per_sec: u32) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if !take_budget(now) {
+    if !take_budget(now, events_per_sec) {
         bump_stat(stats::EVENTS_RATE_LIMITED);
         return;
     }
@@ -48,11 +48,11 @@ pub fn emit(f: &EventFields) {
 }
 
 #[inline(always)]
-fn take_budget(now: u64) -> bool {
-    let limit = match CONFIG.get(0) {
-        Some(c) if c.events_per_sec > 0 => c.events_per_sec as u64,
-        _ => return true,
-    };
+fn take_budget(now: u64, events_per_sec: u32) -> bool {
+    if events_per_sec == 0 {
+        return true;
+    }
+    let limit = u64::from(events_per_sec);
     let Some(b) = EVENT_BUDGET.get_ptr_mut(0) else {
         return false;
     };

@@ -373,7 +373,11 @@ pub struct Dnsmasq {
 
 impl Dnsmasq {
     pub fn start(records: &[(&str, &str)], ttl: u32) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), records, ttl)
+    }
+
+    /// On a given port: a replacement server with other answers, at the address clients know.
+    pub fn start_on(port: u16, records: &[(&str, &str)], ttl: u32) -> Self {
         let mut cmd = Command::new("dnsmasq");
         cmd.args([
             "--no-daemon",

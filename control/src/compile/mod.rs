@@ -57,17 +57,7 @@ pub struct CompiledWorkload {
     pub address: Option<IpAddr>,
 }
 
-/// One entry of the egress LPM trie. `addr`/`prefix_len` are in the IPv4-mapped 128-bit space.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct EgressEntry {
-    pub workload_id: u32,
-    /// 0 = any port.
-    pub port: u16,
-    pub addr: [u8; 16],
-    /// 0..=128 bits of `addr`.
-    pub prefix_len: u8,
-    pub rules: RuleMatch,
-}
+pub use dataplane_common::EgressEntry;
 
 /// What a rule id stands for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

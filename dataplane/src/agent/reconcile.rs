@@ -12,7 +12,7 @@ use dataplane::kernel::{
     attach::{self, Attachments},
     cgroup,
     loader::Kernel,
-    tables::{EgressEntry, Generation, Tables},
+    tables::{Generation, Tables},
 };
 use dataplane_common::{FIRST_RULE_ID, WorkloadValue, rule_ids};
 
@@ -216,17 +216,7 @@ impl Reconciler {
             }
             workloads.push(status);
         }
-        generation.egress = compiled
-            .egress
-            .iter()
-            .map(|e| EgressEntry {
-                workload_id: e.workload_id,
-                port: e.port,
-                addr: e.addr,
-                prefix_len: e.prefix_len,
-                rules: e.rules,
-            })
-            .collect();
+        generation.egress = compiled.egress.clone();
         let mut live: BTreeMap<u32, String> = compiled
             .rules
             .iter()

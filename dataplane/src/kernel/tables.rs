@@ -10,23 +10,13 @@ use aya::maps::{
     lpm_trie::{Key, LpmTrie},
 };
 use dataplane_common::{
-    Config, EGRESS_KEY_FIXED_BITS, EgressKey, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_WORKLOADS,
-    RuleMatch, WorkloadKey, WorkloadValue,
+    Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, MAX_EGRESS_ENTRIES_PER_SLOT,
+    MAX_WORKLOADS, RuleMatch, WorkloadKey, WorkloadValue,
 };
 
 /// Programs run for microseconds; this leaves a wide margin before old entries go.
 pub const GRACE: Duration = Duration::from_millis(50);
 pub const DEFAULT_EVENTS_PER_SEC: u32 = 1000;
-
-/// One egress table entry, slot-less: `addr`'s first `prefix_len` bits (0..=128) are significant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EgressEntry {
-    pub workload_id: u32,
-    pub port: u16,
-    pub addr: [u8; 16],
-    pub prefix_len: u8,
-    pub rules: RuleMatch,
-}
 
 /// A complete policy generation, as compiled by `control` and resolved to cgroup ids.
 #[derive(Clone, Debug, Default)]
