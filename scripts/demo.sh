@@ -21,7 +21,7 @@ From another terminal, as root, open a shell inside the workload:
   bash -c 'echo \$\$ > $DEMO_CGROUP/cgroup.procs; exec bash'
 and try (allowed: 127.0.0.0/8:8080, any host :80 and :443; everything else is denied):
   curl -sS http://127.0.0.1:8080/   # allowed (connection refused if nothing listens), audited
-  curl -sS http://127.0.0.1:9090/   # denied: "Operation not permitted" (EPERM)
+  curl -sS http://127.0.0.1:9090/   # denied: connect() fails with EPERM (curl: "Could not connect")
 Then: ./target/release/meshward events   |   ./target/release/meshward explain --from demo/web-client --to 127.0.0.1:9090
 Stop with Ctrl-C: the pinned programs keep enforcing; 'meshward uninstall' removes them.
 
