@@ -16,6 +16,8 @@ pub mod map_names {
     pub const STATS: &str = "MW_STATS";
     pub const EVENTS: &str = "MW_EVENTS";
     pub const EVENT_BUDGET: &str = "MW_EVENT_BUDGET";
+    pub const IDENTITIES: &str = "MW_IDENTITIES";
+    pub const INBOUND_RULES: &str = "MW_INBOUND_RULES";
 }
 
 /// Program names (the Rust function names in `dataplane-ebpf`).
@@ -24,6 +26,7 @@ pub mod program_names {
     pub const CONNECT6: &str = "mw_connect6";
     pub const SENDMSG4: &str = "mw_sendmsg4";
     pub const SENDMSG6: &str = "mw_sendmsg6";
+    pub const SK_LOOKUP: &str = "mw_sk_lookup";
 }
 
 /// Capacities. User space refuses a config that would not fit instead of half-applying it.
@@ -31,6 +34,10 @@ pub const MAX_WORKLOADS: u32 = 16_384;
 /// Egress table entries per generation slot; the trie holds two slots.
 pub const MAX_EGRESS_ENTRIES_PER_SLOT: u32 = 262_144;
 pub const MAX_RULES: u32 = 262_144;
+/// Inbound table entries per generation slot; the trie holds two slots.
+pub const MAX_INBOUND_ENTRIES_PER_SLOT: u32 = 262_144;
+/// Workload addresses (identity by IP) per generation slot.
+pub const MAX_IDENTITIES_PER_SLOT: u32 = 65_536;
 pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
 /// Length of a rule's display name kept in `RULE_NAMES` (policy namespace/name#index).
 pub const RULE_NAME_LEN: usize = 128;
@@ -69,8 +76,18 @@ pub struct WorkloadKey {
 }
 
 pub mod workload_flags {
-    /// At least one ALLOW policy selects this workload (so unmatched traffic is denied).
+    /// At least one ALLOW EgressPolicy selects this workload (so unmatched egress is denied).
     pub const HAS_ALLOW_POLICY: u32 = 1;
+    /// At least one ALLOW AuthorizationPolicy selects this workload (unmatched inbound is denied).
+    pub const HAS_ALLOW_INBOUND: u32 = 2;
+}
+
+/// Source identities in [`InboundKey`]: a workload id, or one of these.
+pub mod identities {
+    /// A peer whose address belongs to no known workload (no principal, no namespace).
+    pub const UNKNOWN: u32 = 0;
+    /// Wildcard group: any identity that has no group of its own for this workload.
+    pub const ANY: u32 = u32::MAX;
 }
 
 /// `WORKLOADS` value.
@@ -124,6 +141,49 @@ pub struct EgressEntry {
     pub rules: RuleMatch,
 }
 
+/// `IDENTITIES` key: a workload's address (IPv4-mapped) in one generation slot.
+/// The value is the workload's [`WorkloadValue`]: identity of a peer, and the server side of
+/// inbound connections.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AddrKey {
+    pub addr: [u8; 16],
+    pub slot: u32,
+}
+
+/// Bits of [`InboundKey`] always matched in full: workload, identity, port, slot, reserved.
+pub const INBOUND_KEY_FIXED_BITS: u32 = 96;
+pub const INBOUND_KEY_FULL_BITS: u32 = INBOUND_KEY_FIXED_BITS + 128;
+
+/// `INBOUND_RULES` (LPM trie) key: (server workload, source identity, port, slot, source prefix).
+/// Groups are tried in order (identity, port), (identity, any port), (ANY, port), (ANY, any
+/// port); the first group with a match decides. Every group holds a `::/0` entry, and the
+/// compiler makes each group complete (it already includes the rules of the wider groups that
+/// apply to it), so negated fields (notPorts, notPrincipals, notIpBlocks) need no fallback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct InboundKey {
+    pub workload_id: u32,
+    pub identity: u32,
+    /// Destination port, host byte order; 0 = the any-port group.
+    pub port: u16,
+    pub slot: u8,
+    pub _reserved: u8,
+    /// Source address, IPv4-mapped.
+    pub addr: [u8; 16],
+}
+
+/// One compiled inbound entry before it is placed in a slot (see [`InboundKey`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InboundEntry {
+    pub workload_id: u32,
+    pub identity: u32,
+    pub port: u16,
+    pub addr: [u8; 16],
+    pub prefix_len: u8,
+    pub rules: RuleMatch,
+}
+
 /// `RULE_COUNTERS[rule_id]` (per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -164,6 +224,7 @@ pub mod hooks {
     pub const CONNECT6: u8 = 2;
     pub const SENDMSG4: u8 = 3;
     pub const SENDMSG6: u8 = 4;
+    pub const SK_LOOKUP: u8 = 5;
 }
 
 /// Verdict codes carried by events.
@@ -204,6 +265,8 @@ mod pod {
     unsafe impl aya::Pod for RuleName {}
     unsafe impl aya::Pod for EventBudget {}
     unsafe impl aya::Pod for VerdictEvent {}
+    unsafe impl aya::Pod for AddrKey {}
+    unsafe impl aya::Pod for InboundKey {}
 }
 
 /// Maps an address to the 16-byte form used in keys and events.
@@ -234,6 +297,8 @@ mod tests {
         assert_eq!(size_of::<RuleName>(), 4 + RULE_NAME_LEN);
         assert_eq!(size_of::<VerdictEvent>(), 64);
         assert_eq!(EGRESS_KEY_FULL_BITS as usize, (size_of::<EgressKey>()) * 8);
+        assert_eq!(size_of::<AddrKey>(), 20);
+        assert_eq!(INBOUND_KEY_FULL_BITS as usize, size_of::<InboundKey>() * 8);
     }
 
     #[test]
