@@ -60,8 +60,12 @@ fn main() {
         "building dataplane-ebpf failed ({status}); run scripts/bootstrap.sh to install the pinned \
          nightly, rust-src and bpf-linker"
     );
-    let object = target_dir.join("bpfel-unknown-none/release/meshward");
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it")).join("meshward.bpf.o");
-    std::fs::copy(&object, &out)
-        .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", object.display(), out.display()));
+    // meshward: the agent's programs. classifier-study: only for benches/classifier.rs.
+    for bin in ["meshward", "classifier-study"] {
+        let object = target_dir.join("bpfel-unknown-none/release").join(bin);
+        let out =
+            PathBuf::from(env::var("OUT_DIR").expect("cargo sets it")).join(format!("{bin}.bpf.o"));
+        std::fs::copy(&object, &out)
+            .unwrap_or_else(|e| panic!("copy {} -> {}: {e}", object.display(), out.display()));
+    }
 }

@@ -12,6 +12,9 @@
 //! compile(&Config, &Settings, &Resolutions, previous_rule_ids: &RuleIds)
 //!     -> Result<CompiledPolicy, Diagnostics>
 //! evaluate(&CompiledPolicy, workload_id: u32, dst: IpAddr, port: u16) -> Decision
+//! evaluate_inbound(&CompiledPolicy, dst_workload_id: u32, src: IpAddr, src_identity: u32,
+//!                  port: u16) -> Decision
+//! identity_of(&CompiledPolicy, ip: IpAddr) -> u32                   // IDENTITIES lookup
 //! CompiledPolicy::{rule(id), rule_name(id), workload(id), workload_by_name(ns, name),
 //!                  workload_by_address(ip), summary()}
 //! ```
@@ -21,10 +24,12 @@
 //!    [`Config`]; every problem is a [`Diagnostic`] with `file:line`, and any error rejects the
 //!    whole configuration.
 //! 2. [`compile`] turns it into a [`CompiledPolicy`]: workloads with ids and flags, the folded
-//!    egress trie entries, and rule ids that stay stable across compiles (pass the previous
+//!    egress trie entries, the inbound (AuthorizationPolicy) groups, the workload addresses
+//!    (source identities), and rule ids that stay stable across compiles (pass the previous
 //!    [`RuleIds`] back in). Exact DNS names it needs are listed in `dns_names`; the agent
 //!    resolves them and compiles again with [`Resolutions`].
-//! 3. [`evaluate`] answers "what would the kernel do" for one connection.
+//! 3. [`evaluate`] and [`evaluate_inbound`] answer "what would the kernel do" for one
+//!    outgoing or incoming connection.
 //!
 //! See `docs/policy-reference.md` for the user-facing semantics.
 
@@ -42,12 +47,13 @@ mod yaml;
 mod tests;
 
 pub use compile::{
-    CompiledPolicy, CompiledWorkload, EgressEntry, PolicySummary, Resolutions, RuleInfo, Settings,
-    compile,
+    CompiledPolicy, CompiledWorkload, EgressEntry, PolicySummary, Resolutions, RuleInfo, RuleKind,
+    Settings, compile, inbound_rule_name,
 };
+pub use dataplane_common::InboundEntry;
 pub use decode::Spanned;
 pub use diagnostics::{Diagnostic, Diagnostics, Location, Severity};
-pub use evaluate::{Decision, Verdict, evaluate};
+pub use evaluate::{Decision, Verdict, evaluate, evaluate_inbound, identity_of};
 pub use model::{
     Action, AuthorizationAction, AuthorizationPolicy, AuthorizationRule, BinaryMatch, Condition,
     Config, EgressPolicy, EgressRule, EgressTarget, Host, Operation, Source, Workload,

@@ -30,6 +30,8 @@ pub struct Workload {
     pub address: Option<IpAddr>,
     /// Path relative to the cgroup2 mount (annotation `meshward.io/cgroup`), no leading `/`.
     pub cgroup: Option<PathBuf>,
+    /// Network namespace path (annotation `meshward.io/netns`) for inbound enforcement.
+    pub netns: Option<PathBuf>,
     pub location: Location,
     /// Where the cgroup annotation was written (for duplicate-cgroup errors).
     pub cgroup_line: usize,
@@ -112,7 +114,8 @@ pub enum AuthorizationAction {
     Custom,
 }
 
-/// `security.istio.io` AuthorizationPolicy (inbound; validated, not yet enforced).
+/// `security.istio.io` AuthorizationPolicy (inbound; the L4 part is enforced, see
+/// `compile/inbound.rs`).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct AuthorizationPolicy {
     pub namespace: String,

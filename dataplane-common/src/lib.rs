@@ -52,6 +52,9 @@ pub mod rule_ids {
     pub const DEFAULT_DENY: u32 = 1;
     /// Allowed because no ALLOW policy selects the workload.
     pub const DEFAULT_ALLOW: u32 = 2;
+    /// Inbound twins of the two above (AuthorizationPolicy), counted apart from egress.
+    pub const INBOUND_DEFAULT_DENY: u32 = 3;
+    pub const INBOUND_DEFAULT_ALLOW: u32 = 4;
 }
 pub const FIRST_RULE_ID: u32 = 16;
 
@@ -234,21 +237,37 @@ pub mod verdicts {
     pub const AUDIT: u8 = 3;
 }
 
+/// Direction of a verdict.
+pub mod directions {
+    pub const EGRESS: u8 = 1;
+    pub const INBOUND: u8 = 2;
+}
+
 /// A deny or audit decision, sent through the `EVENTS` ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VerdictEvent {
     pub timestamp_ns: u64,
+    /// Egress: the caller's cgroup. Inbound: 0 (decided in softirq, no process).
     pub cgroup_id: u64,
+    /// Egress: the caller. Inbound: 0.
     pub pid: u32,
     pub rule_id: u32,
+    /// The governed workload: egress source, inbound server.
     pub workload_id: u32,
     /// Destination port, host byte order.
     pub port: u16,
     pub verdict: u8,
     pub hook: u8,
-    /// IPv4-mapped for IPv4 destinations.
+    /// Destination address, IPv4-mapped.
     pub addr: [u8; 16],
+    /// Inbound: the client's address (IPv4-mapped) and port. Egress: zero.
+    pub peer_addr: [u8; 16],
+    pub peer_port: u16,
+    pub direction: u8,
+    pub _pad: [u8; 5],
+    /// Inbound: the client's identity (workload id or `identities::UNKNOWN`).
+    pub peer_identity: u32,
     pub comm: [u8; 16],
 }
 
@@ -295,7 +314,7 @@ mod tests {
         assert_eq!(size_of::<RuleMatch>(), 12);
         assert_eq!(size_of::<RuleCounters>(), 24);
         assert_eq!(size_of::<RuleName>(), 4 + RULE_NAME_LEN);
-        assert_eq!(size_of::<VerdictEvent>(), 64);
+        assert_eq!(size_of::<VerdictEvent>(), 96);
         assert_eq!(EGRESS_KEY_FULL_BITS as usize, (size_of::<EgressKey>()) * 8);
         assert_eq!(size_of::<AddrKey>(), 20);
         assert_eq!(INBOUND_KEY_FULL_BITS as usize, size_of::<InboundKey>() * 8);

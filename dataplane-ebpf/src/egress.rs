@@ -3,13 +3,16 @@
 //! Returning 0 makes the syscall fail with EPERM.
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
-use dataplane_common::{hooks, ipv4_mapped, stats, verdicts};
+use dataplane_common::{
+    directions, hooks, identities, ipv4_mapped, stats, verdicts, workload_flags,
+};
 
 use crate::{
+    egress_table,
     events::{EventFields, emit},
     identity::current_workload,
     maps::{CONFIG, bump_stat},
-    verdict::decide,
+    verdict::{EGRESS_DEFAULTS, istio_order},
 };
 
 const ALLOW: i32 = 1;
@@ -81,15 +84,25 @@ fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
         bump_stat(stats::VERDICT_UNGOVERNED);
         return ALLOW;
     };
-    let v = decide(workload.workload_id, workload.flags, slot, addr, port);
+    let m = egress_table::lookup(workload.workload_id, slot, addr, port);
+    let v = istio_order(
+        &m,
+        workload.flags & workload_flags::HAS_ALLOW_POLICY != 0,
+        &EGRESS_DEFAULTS,
+    );
     let mut event = EventFields {
         cgroup_id,
         workload_id: workload.workload_id,
         rule_id: v.rule_id,
         verdict: verdicts::DENY,
         hook,
+        direction: directions::EGRESS,
         addr,
         port,
+        peer_addr: [0; 16],
+        peer_port: 0,
+        peer_identity: identities::UNKNOWN,
+        process: true,
     };
     if !v.allow {
         emit(&event, events_per_sec);

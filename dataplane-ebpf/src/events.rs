@@ -16,8 +16,14 @@ pub struct EventFields {
     pub rule_id: u32,
     pub verdict: u8,
     pub hook: u8,
+    pub direction: u8,
     pub addr: [u8; 16],
     pub port: u16,
+    pub peer_addr: [u8; 16],
+    pub peer_port: u16,
+    pub peer_identity: u32,
+    /// True in process context (connect/sendmsg): pid and comm are the caller's.
+    pub process: bool,
 }
 
 #[inline(always)]
@@ -32,17 +38,30 @@ pub fn emit(f: &EventFields, events_per_sec: u32) {
         bump_stat(stats::EVENTS_RING_FULL);
         return;
     };
+    let (pid, comm) = if f.process {
+        (
+            (bpf_get_current_pid_tgid() >> 32) as u32,
+            bpf_get_current_comm().unwrap_or([0; 16]),
+        )
+    } else {
+        (0, [0; 16])
+    };
     entry.write(VerdictEvent {
         timestamp_ns: now,
         cgroup_id: f.cgroup_id,
-        pid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        pid,
         rule_id: f.rule_id,
         workload_id: f.workload_id,
         port: f.port,
         verdict: f.verdict,
         hook: f.hook,
         addr: f.addr,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        peer_addr: f.peer_addr,
+        peer_port: f.peer_port,
+        direction: f.direction,
+        _pad: [0; 5],
+        peer_identity: f.peer_identity,
+        comm,
     });
     entry.submit(0);
 }

@@ -3,8 +3,11 @@
 #![no_main]
 
 mod egress;
+mod egress_table;
 mod events;
 mod identity;
+mod inbound;
+mod inbound_table;
 mod maps;
 mod verdict;
 

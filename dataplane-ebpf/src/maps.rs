@@ -6,7 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use dataplane_common::{
-    Config, EVENTS_RING_BYTES, EgressKey, EventBudget, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_RULES,
+    AddrKey, Config, EVENTS_RING_BYTES, EgressKey, EventBudget, InboundKey,
+    MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES,
     MAX_WORKLOADS, RuleCounters, RuleMatch, RuleName, WorkloadKey, WorkloadValue, stats,
 };
 
@@ -22,6 +23,18 @@ pub static WORKLOADS: HashMap<WorkloadKey, WorkloadValue> = HashMap::pinned(MAX_
 #[map(name = "MW_EGRESS_RULES")]
 pub static EGRESS_RULES: LpmTrie<EgressKey, RuleMatch> =
     LpmTrie::pinned(MAX_EGRESS_ENTRIES_PER_SLOT * 2, 0);
+
+/// Owner: dataplane::tables. Workload address (+ slot) → workload: the peer identity of a
+/// connection, and the server side of inbound connections.
+#[map(name = "MW_IDENTITIES")]
+pub static IDENTITIES: HashMap<AddrKey, WorkloadValue> =
+    HashMap::pinned(MAX_IDENTITIES_PER_SLOT * 2, 0);
+
+/// Owner: dataplane::tables. (server workload, source identity, port, slot, source prefix) →
+/// matching rules.
+#[map(name = "MW_INBOUND_RULES")]
+pub static INBOUND_RULES: LpmTrie<InboundKey, RuleMatch> =
+    LpmTrie::pinned(MAX_INBOUND_ENTRIES_PER_SLOT * 2, 0);
 
 /// Written by the kernel; read and reset per rule id by dataplane::counters.
 #[map(name = "MW_RULE_COUNTERS")]

@@ -1,12 +1,9 @@
-//! The egress verdict: Istio's evaluation order over the compiled tables.
-//! `control::evaluate` is the user-space twin of this function; keep them in step.
+//! Istio's evaluation order over the rules that matched, shared by egress and inbound, and the
+//! per-rule counters. `control::evaluate` / `control::evaluate_inbound` are the user-space twins.
 
-use aya_ebpf::maps::lpm_trie::Key;
-use dataplane_common::{
-    EGRESS_KEY_FULL_BITS, EgressKey, RuleCounters, RuleMatch, rule_ids, workload_flags,
-};
+use dataplane_common::{RuleCounters, RuleMatch, rule_ids};
 
-use crate::maps::{EGRESS_RULES, RULE_COUNTERS};
+use crate::maps::RULE_COUNTERS;
 
 pub struct Verdict {
     pub allow: bool,
@@ -14,56 +11,43 @@ pub struct Verdict {
     pub audit_rule_id: u32,
 }
 
+/// The reserved rule ids a direction reports when no rule decided.
+pub struct Defaults {
+    pub allow: u32,
+    pub deny: u32,
+}
+
+pub const EGRESS_DEFAULTS: Defaults = Defaults {
+    allow: rule_ids::DEFAULT_ALLOW,
+    deny: rule_ids::DEFAULT_DENY,
+};
+pub const INBOUND_DEFAULTS: Defaults = Defaults {
+    allow: rule_ids::INBOUND_DEFAULT_ALLOW,
+    deny: rule_ids::INBOUND_DEFAULT_DENY,
+};
+
+/// Any deny → deny; no ALLOW policy selects the workload → allow; an allow rule → allow; else
+/// deny. Audit never changes the verdict. Counts the deciding rule (and the audit rule).
 #[inline(always)]
-pub fn decide(workload_id: u32, flags: u32, slot: u32, addr: [u8; 16], port: u16) -> Verdict {
-    let exact = lookup(workload_id, port, slot, addr);
-    let any_port = lookup(workload_id, 0, slot, addr);
-    let pick = |f: fn(&RuleMatch) -> u32| {
-        let a = exact.as_ref().map(f).unwrap_or(0);
-        if a != 0 {
-            a
-        } else {
-            any_port.as_ref().map(f).unwrap_or(0)
-        }
-    };
-    let deny = pick(|m| m.deny);
-    let audit_rule_id = pick(|m| m.audit);
-    let (allow, rule_id) = if deny != 0 {
-        (false, deny)
-    } else if flags & workload_flags::HAS_ALLOW_POLICY == 0 {
-        (true, rule_ids::DEFAULT_ALLOW)
+pub fn istio_order(m: &RuleMatch, has_allow_policy: bool, defaults: &Defaults) -> Verdict {
+    let (allow, rule_id) = if m.deny != 0 {
+        (false, m.deny)
+    } else if !has_allow_policy {
+        (true, defaults.allow)
+    } else if m.allow != 0 {
+        (true, m.allow)
     } else {
-        let allow = pick(|m| m.allow);
-        if allow != 0 {
-            (true, allow)
-        } else {
-            (false, rule_ids::DEFAULT_DENY)
-        }
+        (false, defaults.deny)
     };
     count(rule_id, allow, false);
-    if audit_rule_id != 0 {
-        count(audit_rule_id, allow, true);
+    if m.audit != 0 {
+        count(m.audit, allow, true);
     }
     Verdict {
         allow,
         rule_id,
-        audit_rule_id,
+        audit_rule_id: m.audit,
     }
-}
-
-#[inline(always)]
-fn lookup(workload_id: u32, port: u16, slot: u32, addr: [u8; 16]) -> Option<RuleMatch> {
-    let key = Key::new(
-        EGRESS_KEY_FULL_BITS,
-        EgressKey {
-            workload_id,
-            port,
-            slot: slot as u8,
-            _reserved: 0,
-            addr,
-        },
-    );
-    EGRESS_RULES.get(&key).copied()
 }
 
 #[inline(always)]

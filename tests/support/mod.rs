@@ -414,3 +414,231 @@ impl Drop for Dnsmasq {
         let _ = self.child.wait();
     }
 }
+
+/// Two network namespaces joined by a veth pair: a client host and a server host, with
+/// addresses from 198.18.0.0/15 (reserved for benchmarking/test networks). Removed on drop.
+pub struct NetPair {
+    pub client_ns: String,
+    pub server_ns: String,
+    pub client_ip: &'static str,
+    pub server_ip: &'static str,
+}
+
+impl NetPair {
+    pub fn new(test: &str) -> Self {
+        require_root();
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("{:x}{n}", std::process::id() & 0xffff);
+        let pair = Self {
+            client_ns: format!("{}-c", unique(test)),
+            server_ns: format!("{}-s", unique(test)),
+            client_ip: "198.18.0.1",
+            server_ip: "198.18.0.2",
+        };
+        let (vc, vs) = (format!("mwc{tag}"), format!("mws{tag}"));
+        for cmd in [
+            format!("ip netns add {}", pair.client_ns),
+            format!("ip netns add {}", pair.server_ns),
+            format!(
+                "ip link add {vc} netns {} type veth peer name {vs} netns {}",
+                pair.client_ns, pair.server_ns
+            ),
+            format!(
+                "ip -n {} addr add {}/24 dev {vc}",
+                pair.client_ns, pair.client_ip
+            ),
+            format!(
+                "ip -n {} addr add {}/24 dev {vs}",
+                pair.server_ns, pair.server_ip
+            ),
+            format!("ip -n {} link set {vc} up", pair.client_ns),
+            format!("ip -n {} link set {vs} up", pair.server_ns),
+            format!("ip -n {} link set lo up", pair.client_ns),
+            format!("ip -n {} link set lo up", pair.server_ns),
+        ] {
+            run(&cmd);
+        }
+        pair
+    }
+
+    pub fn netns_path(ns: &str) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(ns)
+    }
+}
+
+impl Drop for NetPair {
+    fn drop(&mut self) {
+        for ns in [&self.client_ns, &self.server_ns] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+fn run(cmd: &str) {
+    let parts: Vec<&str> = cmd.split_whitespace().collect();
+    let out = Command::new(parts[0])
+        .args(&parts[1..])
+        .output()
+        .expect("run command");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Spawns `cmd` inside network namespace `ns` and, if given, cgroup `rel`.
+pub fn in_netns(cmd: &mut Command, ns: &str, rel: Option<&str>) -> Child {
+    let netns = fs::File::open(NetPair::netns_path(ns)).expect("open netns");
+    let net_fd = netns.as_raw_fd();
+    let procs = rel.map(|rel| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(cgroup2_root().join(rel).join("cgroup.procs"))
+            .expect("open cgroup.procs")
+    });
+    let procs_fd = procs.as_ref().map(|f| f.as_raw_fd());
+    // SAFETY: only async-signal-safe calls (setns, write) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(net_fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if let Some(fd) = procs_fd
+                && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("spawn in netns");
+    drop((netns, procs));
+    child
+}
+
+/// A TCP server in a netns (and cgroup) that logs every accepted peer; killed on drop.
+pub struct Server {
+    child: Child,
+    log: PathBuf,
+    pub port: u16,
+}
+
+impl Server {
+    pub fn start(ns: &str, rel: Option<&str>, port: u16, scratch: &Scratch) -> Self {
+        let log = scratch.dir.join(format!("server-{port}.log"));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/server.py");
+        let mut cmd = Command::new(PYTHON);
+        cmd.args([script, &port.to_string(), log.to_str().expect("utf-8 path")]);
+        let child = in_netns(&mut cmd, ns, rel);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("listening")
+        {
+            assert!(Instant::now() < deadline, "server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, log, port }
+    }
+
+    /// Peers whose connections the server accepted.
+    pub fn accepted(&self) -> Vec<String> {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.strip_prefix("accepted ").map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// connect() from inside netns `ns` (and cgroup `rel`); the errno name or "ok", and how long
+/// the whole probe took.
+pub fn probe_in_netns(ns: &str, rel: Option<&str>, dst: SocketAddr) -> (String, Duration) {
+    let start = Instant::now();
+    let mut cmd = probe_command("tcp", dst);
+    let child = in_netns(cmd.stdout(Stdio::piped()), ns, rel);
+    let out = finish_probe(child);
+    (out, start.elapsed())
+}
+
+/// A long-lived prober process (tests/support/prober.py) in a cgroup and/or netns: one real
+/// connect() per request, without a process start per probe.
+pub struct Prober {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Prober {
+    pub fn start(netns: Option<&str>, rel: Option<&str>) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/prober.py");
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(script).stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = match (netns, rel) {
+            (Some(ns), rel) => in_netns(&mut cmd, ns, rel),
+            (None, Some(rel)) => in_cgroup(&mut cmd, rel),
+            (None, None) => cmd.spawn().expect("spawn prober"),
+        };
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// "ok" or the errno name of connect()/sendto() from `src` (None = unbound) to `dst`.
+    pub fn probe(&mut self, kind: &str, src: Option<std::net::IpAddr>, dst: SocketAddr) -> String {
+        use std::io::BufRead;
+        let src = src.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+        writeln!(self.stdin, "{kind} {src} {} {}", dst.ip(), dst.port()).expect("write to prober");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read from prober");
+        line.trim().to_string()
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) so a failing seed can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}

@@ -1,22 +1,24 @@
 //! The compiler: a validated [`Config`] to the tables the kernel reads. Pure: no I/O, no clock.
 
+mod inbound;
 mod table;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use dataplane_common::{
-    FIRST_RULE_ID, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_RULES, MAX_WORKLOADS, RULE_NAME_LEN, RuleMatch,
+    FIRST_RULE_ID, InboundEntry, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT,
+    MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES, MAX_WORKLOADS, RULE_NAME_LEN, RuleMatch, identities,
     rule_ids, workload_flags,
 };
 use serde::Serialize;
 
 use crate::diagnostics::{Diagnostics, Location};
-use crate::evaluate::EgressIndex;
-use crate::model::{Action, Config, EgressPolicy, Workload, labels_match};
-use crate::net::{HostMatch, PortMatch, Prefix};
+use crate::evaluate::{EgressIndex, InboundIndex};
+use crate::model::{Action, AuthorizationPolicy, Config, EgressPolicy, Workload, labels_match};
+use crate::net::{HostMatch, PortMatch, Prefix, to_bits};
 use crate::rule_ids::RuleIds;
 use table::{EntryKey, TableBuilder};
 
@@ -50,6 +52,8 @@ pub struct CompiledWorkload {
     pub name: String,
     /// Relative to the cgroup2 mount; `None` if the WorkloadEntry names no cgroup.
     pub cgroup: Option<PathBuf>,
+    /// Network namespace where inbound connections are decided (`meshward.io/netns`).
+    pub netns: Option<PathBuf>,
     /// [`dataplane_common::workload_flags`].
     pub flags: u32,
     pub principal: String,
@@ -59,12 +63,40 @@ pub struct CompiledWorkload {
 
 pub use dataplane_common::EgressEntry;
 
+/// Which table a rule belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleKind {
+    /// An EgressPolicy rule (connect-time verdict of a local workload).
+    Egress,
+    /// An AuthorizationPolicy rule (server-side verdict).
+    Inbound,
+}
+
+impl RuleKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RuleKind::Egress => "egress",
+            RuleKind::Inbound => "inbound",
+        }
+    }
+}
+
+/// Name of rule `index` of AuthorizationPolicy `namespace/name`. EgressPolicy rules are named
+/// `namespace/name#index`; the `authz:` prefix keeps the two kinds apart when a namespace holds
+/// policies of both kinds with the same name.
+pub fn inbound_rule_name(namespace: &str, name: &str, index: usize) -> String {
+    format!("authz:{namespace}/{name}#{index}")
+}
+
 /// What a rule id stands for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RuleInfo {
     pub id: u32,
-    /// `namespace/policy#index`.
+    /// `namespace/policy#index` (EgressPolicy) or `authz:namespace/policy#index`
+    /// (AuthorizationPolicy).
     pub name: String,
+    pub kind: RuleKind,
     pub policy_namespace: String,
     pub policy_name: String,
     pub rule_index: usize,
@@ -73,13 +105,19 @@ pub struct RuleInfo {
 }
 
 /// The output of [`compile`]: everything `dataplane` writes into the kernel for one generation.
-/// Treat it as read-only: [`evaluate`](crate::evaluate) indexes `egress` on first use.
+/// Treat it as read-only: [`evaluate`](crate::evaluate) and
+/// [`evaluate_inbound`](crate::evaluate_inbound) index `egress` / `inbound` on first use.
 #[derive(Clone, Debug)]
 pub struct CompiledPolicy {
     /// Sorted by `workload_id`.
     pub workloads: Vec<CompiledWorkload>,
     /// Folded entries, sorted by (workload, port, prefix).
     pub egress: Vec<EgressEntry>,
+    /// `INBOUND_RULES` entries (AuthorizationPolicy), sorted by (workload, identity, port,
+    /// prefix). See `compile/inbound.rs` for how the groups are made complete.
+    pub inbound: Vec<InboundEntry>,
+    /// `IDENTITIES`: every workload address (IPv4-mapped) → its workload id, sorted by address.
+    pub identities: Vec<([u8; 16], u32)>,
     /// Sorted by id.
     pub rules: Vec<RuleInfo>,
     /// Feed back as `previous_rule_ids` to the next compile.
@@ -89,6 +127,7 @@ pub struct CompiledPolicy {
     /// The configuration's warnings followed by the compiler's.
     pub warnings: Diagnostics,
     pub(crate) index: OnceLock<EgressIndex>,
+    pub(crate) inbound_index: OnceLock<InboundIndex>,
 }
 
 /// Counts that describe a compiled policy (no generation numbers, so equal configs give equal
@@ -98,8 +137,11 @@ pub struct PolicySummary {
     pub workloads: usize,
     pub workloads_with_cgroup: usize,
     pub workloads_with_allow_policy: usize,
+    pub workloads_with_allow_inbound: usize,
     pub rules: usize,
     pub egress_entries: usize,
+    pub inbound_entries: usize,
+    pub identities: usize,
     pub dns_names: usize,
     pub warnings: usize,
 }
@@ -119,6 +161,13 @@ impl CompiledPolicy {
             rule_ids::DEFAULT_DENY => "(default deny: no ALLOW rule matched)".to_string(),
             rule_ids::DEFAULT_ALLOW => {
                 "(default allow: no ALLOW policy selects the workload)".to_string()
+            }
+            rule_ids::INBOUND_DEFAULT_DENY => {
+                "(inbound default deny: no ALLOW AuthorizationPolicy rule matched)".to_string()
+            }
+            rule_ids::INBOUND_DEFAULT_ALLOW => {
+                "(inbound default allow: no ALLOW AuthorizationPolicy selects the workload)"
+                    .to_string()
             }
             rule_ids::NONE => "(none)".to_string(),
             _ => match self.rule(id) {
@@ -154,8 +203,15 @@ impl CompiledPolicy {
                 .iter()
                 .filter(|w| w.flags & workload_flags::HAS_ALLOW_POLICY != 0)
                 .count(),
+            workloads_with_allow_inbound: self
+                .workloads
+                .iter()
+                .filter(|w| w.flags & workload_flags::HAS_ALLOW_INBOUND != 0)
+                .count(),
             rules: self.rules.len(),
             egress_entries: self.egress.len(),
+            inbound_entries: self.inbound.len(),
+            identities: self.identities.len(),
             dns_names: self.dns_names.len(),
             warnings: self.warnings.len(),
         }
@@ -171,17 +227,9 @@ pub fn compile(
     previous_rule_ids: &RuleIds,
 ) -> Result<CompiledPolicy, Diagnostics> {
     let mut diags = config.warnings.clone();
-    for p in &config.authorization_policies {
-        diags.warning(
-            p.location.clone(),
-            format!(
-                "AuthorizationPolicy {}/{}: inbound enforcement of AuthorizationPolicy is not implemented yet; ignored",
-                p.namespace, p.name
-            ),
-        );
-    }
 
     let mut workloads = compile_workloads(&config.workloads, settings, &mut diags);
+    let identities = compile_identities(&config.workloads, &workloads, &mut diags);
 
     let mut policies: Vec<&EgressPolicy> = config.egress_policies.iter().collect();
     policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -236,6 +284,62 @@ pub fn compile(
             }
         }
     }
+
+    // AuthorizationPolicies: reduced to L4 (CUSTOM dropped), in (namespace, name) order.
+    let mut authz: Vec<&AuthorizationPolicy> = config.authorization_policies.iter().collect();
+    authz.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    let authz: Vec<inbound::L4Policy<'_>> = authz
+        .into_iter()
+        .filter_map(|p| inbound::reduce(p, &mut diags))
+        .collect();
+    // Per workload index: the AuthorizationPolicies (indexes into `authz`) that select it.
+    let mut authz_selections: Vec<Vec<usize>> = vec![Vec::new(); workloads.len()];
+    for (pi, p) in authz.iter().enumerate() {
+        let src = p.source;
+        let mut any = false;
+        for (wi, w) in workloads.iter_mut().enumerate() {
+            if in_scope(&src.namespace, &src.match_labels, w, settings) {
+                any = true;
+                authz_selections[wi].push(pi);
+                if p.action == Action::Allow {
+                    w.flags |= workload_flags::HAS_ALLOW_INBOUND;
+                }
+            }
+        }
+        if !any {
+            diags.warning(
+                src.location.clone(),
+                format!(
+                    "AuthorizationPolicy {}/{} selects no workload; it has no effect",
+                    src.namespace, src.name
+                ),
+            );
+        }
+        for rule in &p.rules {
+            let name = inbound_rule_name(&src.namespace, &src.name, rule.index);
+            if name.len() > RULE_NAME_LEN {
+                diags.error(
+                    Location::new(&src.location.file, rule.line),
+                    format!(
+                        "rule name `{name}` is longer than {RULE_NAME_LEN} bytes, the kernel's rule name limit; use a shorter namespace or policy name"
+                    ),
+                );
+            }
+            rule_names.push(name);
+        }
+        if rule_names.len() > rule_capacity {
+            diags.error(
+                src.location.clone(),
+                format!(
+                    "too many rules: {} at AuthorizationPolicy {}/{}, the kernel holds at most {rule_capacity}",
+                    rule_names.len(),
+                    src.namespace,
+                    src.name
+                ),
+            );
+            return Err(sorted(diags));
+        }
+    }
     if diags.is_error() {
         return Err(sorted(diags));
     }
@@ -266,6 +370,7 @@ pub fn compile(
             rules.push(RuleInfo {
                 id,
                 name: name.clone(),
+                kind: RuleKind::Egress,
                 policy_namespace: p.namespace.clone(),
                 policy_name: p.name.clone(),
                 rule_index: index,
@@ -304,6 +409,39 @@ pub fn compile(
     }
     table.fold();
 
+    // Inbound: rule ids per AuthorizationPolicy, in rule order.
+    let mut authz_ids: Vec<Vec<u32>> = Vec::with_capacity(authz.len());
+    for p in &authz {
+        let src = p.source;
+        let mut ids = Vec::with_capacity(p.rules.len());
+        for rule in &p.rules {
+            let Some((name, id)) = names.next().and_then(|n| Some((n, rule_ids.id(n)?))) else {
+                continue;
+            };
+            ids.push(id);
+            rules.push(RuleInfo {
+                id,
+                name: name.clone(),
+                kind: RuleKind::Inbound,
+                policy_namespace: src.namespace.clone(),
+                policy_name: src.name.clone(),
+                rule_index: rule.index,
+                action: p.action,
+                location: Location::new(&src.location.file, rule.line),
+            });
+        }
+        authz_ids.push(ids);
+    }
+    let Ok(inbound) = compile_inbound(
+        &authz,
+        &authz_ids,
+        &authz_selections,
+        &workloads,
+        &mut diags,
+    ) else {
+        return Err(sorted(diags));
+    };
+
     let mut egress: Vec<(EntryKey, RuleMatch)> = table.keys.into_iter().zip(table.values).collect();
     egress.sort_unstable_by_key(|(k, _)| *k);
     let egress = egress
@@ -326,12 +464,145 @@ pub fn compile(
     Ok(CompiledPolicy {
         workloads,
         egress,
+        inbound,
+        identities,
         rules,
         rule_ids,
         dns_names,
         warnings: diags,
         index: OnceLock::new(),
+        inbound_index: OnceLock::new(),
     })
+}
+
+/// `IDENTITIES`: workload addresses → ids. Two workloads with one address are an error (the
+/// kernel could not tell them apart), reported at the second with the first named.
+fn compile_identities(
+    config: &[Workload],
+    compiled: &[CompiledWorkload],
+    diags: &mut Diagnostics,
+) -> Vec<([u8; 16], u32)> {
+    let ids: HashMap<(&str, &str), u32> = compiled
+        .iter()
+        .map(|w| ((w.namespace.as_str(), w.name.as_str()), w.workload_id))
+        .collect();
+    let mut seen: HashMap<u128, &Workload> = HashMap::new();
+    let mut out = Vec::new();
+    for w in config {
+        let Some(ip) = w.address else { continue };
+        let bits = to_bits(ip);
+        if let Some(first) = seen.get(&bits) {
+            diags.error(
+                w.location.clone(),
+                format!(
+                    "WorkloadEntry {}/{}: address {ip} is already the address of WorkloadEntry {}/{} (at {}); a source address must name one workload",
+                    w.namespace, w.name, first.namespace, first.name, first.location
+                ),
+            );
+            continue;
+        }
+        seen.insert(bits, w);
+        let Some(&id) = ids.get(&(w.namespace.as_str(), w.name.as_str())) else {
+            continue;
+        };
+        if out.len() == MAX_IDENTITIES_PER_SLOT as usize {
+            diags.error(
+                w.location.clone(),
+                format!(
+                    "too many workload addresses: WorkloadEntry {}/{} exceeds the kernel's limit of {MAX_IDENTITIES_PER_SLOT}",
+                    w.namespace, w.name
+                ),
+            );
+            break;
+        }
+        out.push((bits.to_be_bytes(), id));
+    }
+    out.sort_unstable();
+    out
+}
+
+/// The `INBOUND_RULES` entries of every workload selected by an AuthorizationPolicy. Workloads
+/// selected by the same policies share one compiled set of groups.
+fn compile_inbound(
+    policies: &[inbound::L4Policy<'_>],
+    ids: &[Vec<u32>],
+    selections: &[Vec<usize>],
+    workloads: &[CompiledWorkload],
+    diags: &mut Diagnostics,
+) -> Result<Vec<InboundEntry>, ()> {
+    let peers: Vec<inbound::Peer<'_>> = std::iter::once(inbound::Peer {
+        identity: identities::UNKNOWN,
+        principal: None,
+        namespace: None,
+    })
+    .chain(workloads.iter().map(|w| inbound::Peer {
+        identity: w.workload_id,
+        principal: Some(w.principal.as_str()),
+        namespace: Some(w.namespace.as_str()),
+    }))
+    .collect();
+    let mut classes: HashMap<inbound::ClassKey, Vec<inbound::GroupEntry>> = HashMap::new();
+    let mut out: Vec<InboundEntry> = Vec::new();
+    for (w, selected) in workloads.iter().zip(selections) {
+        if selected.is_empty() {
+            continue;
+        }
+        let key = inbound::class_key(selected.clone(), policies, w.address);
+        let groups = classes.entry(key).or_insert_with(|| {
+            let rules: Vec<inbound::OrderedRule<'_>> = selected
+                .iter()
+                .flat_map(|&pi| {
+                    let p = &policies[pi];
+                    p.rules
+                        .iter()
+                        .zip(&ids[pi])
+                        .map(|(rule, &id)| inbound::OrderedRule {
+                            rule,
+                            action: p.action,
+                            id,
+                        })
+                })
+                .collect();
+            inbound::compile_groups(&rules, w.address, &peers)
+        });
+        out.extend(
+            groups
+                .iter()
+                .map(|&(identity, port, prefix, rules)| InboundEntry {
+                    workload_id: w.workload_id,
+                    identity,
+                    port,
+                    addr: prefix.addr_bytes(),
+                    prefix_len: prefix.prefix_len(),
+                    rules,
+                }),
+        );
+        if out.len() > MAX_INBOUND_ENTRIES_PER_SLOT as usize {
+            let first = policies[selected[0]].source;
+            let names: Vec<String> = selected
+                .iter()
+                .map(|&pi| {
+                    format!(
+                        "{}/{}",
+                        policies[pi].source.namespace, policies[pi].source.name
+                    )
+                })
+                .collect();
+            diags.error(
+                first.location.clone(),
+                format!(
+                    "too many inbound table entries: more than {MAX_INBOUND_ENTRIES_PER_SLOT} at workload {}/{} (selected by AuthorizationPolicy {}); reduce the rules, the identities and ports they distinguish, or the workloads they select",
+                    w.namespace,
+                    w.name,
+                    names.join(", ")
+                ),
+            );
+            return Err(());
+        }
+    }
+    out.sort_unstable_by_key(|e| (e.workload_id, e.identity, e.port, e.addr, e.prefix_len));
+    tracing::debug!(entries = out.len(), "inbound policy compiled");
+    Ok(out)
 }
 
 fn sorted(mut diags: Diagnostics) -> Diagnostics {
@@ -364,6 +635,7 @@ fn compile_workloads(
             namespace: w.namespace.clone(),
             name: w.name.clone(),
             cgroup: w.cgroup.clone(),
+            netns: w.netns.clone(),
             flags: 0,
             principal: format!(
                 "{}/ns/{}/sa/{}",
@@ -382,8 +654,17 @@ pub(crate) fn selects(
     workload: &CompiledWorkload,
     settings: &Settings,
 ) -> bool {
-    (policy.namespace == workload.namespace || policy.namespace == settings.root_namespace)
-        && labels_match(&policy.match_labels, &workload.labels)
+    in_scope(&policy.namespace, &policy.match_labels, workload, settings)
+}
+
+fn in_scope(
+    namespace: &str,
+    match_labels: &BTreeMap<String, String>,
+    workload: &CompiledWorkload,
+    settings: &Settings,
+) -> bool {
+    (namespace == workload.namespace || namespace == settings.root_namespace)
+        && labels_match(match_labels, &workload.labels)
 }
 
 /// Decides what to do with a policy whose `binaries` cannot be enforced yet.

@@ -1,5 +1,5 @@
-//! `security.istio.io` AuthorizationPolicy: decoded and validated in full (inbound enforcement
-//! comes later, and will compile from this model).
+//! `security.istio.io` AuthorizationPolicy: decoded and validated in full. What is enforced, and
+//! how fields meshward cannot see are handled, is decided by the compiler (`compile/inbound.rs`).
 
 use super::egress_policy::decode_port;
 use super::metadata::Metadata;
@@ -9,7 +9,7 @@ use crate::model::{
     AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Condition, Operation, Source,
 };
 use crate::net::{self, PortMatch, Prefix};
-use crate::yaml::Node;
+use crate::yaml::{Node, Value};
 
 pub(crate) fn decode(
     ctx: &mut Ctx<'_>,
@@ -90,15 +90,24 @@ fn decode_rule(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Authorizati
     let mut f = Fields::open(ctx, node, path)?;
     let from = match f.take("from") {
         None => Some(Vec::new()),
-        Some(n) => decode::list(ctx, n, &f.path_of("from"), decode_from),
+        Some(n) => {
+            warn_if_empty_list(ctx, n, &f.path_of("from"), "matches any source");
+            decode::list(ctx, n, &f.path_of("from"), decode_from)
+        }
     };
     let to = match f.take("to") {
         None => Some(Vec::new()),
-        Some(n) => decode::list(ctx, n, &f.path_of("to"), decode_to),
+        Some(n) => {
+            warn_if_empty_list(ctx, n, &f.path_of("to"), "matches any operation");
+            decode::list(ctx, n, &f.path_of("to"), decode_to)
+        }
     };
     let when = match f.take("when") {
         None => Some(Vec::new()),
-        Some(n) => decode::list(ctx, n, &f.path_of("when"), decode_condition),
+        Some(n) => {
+            warn_if_empty_list(ctx, n, &f.path_of("when"), "adds no condition");
+            decode::list(ctx, n, &f.path_of("when"), decode_condition)
+        }
     };
     f.finish(ctx, &["from", "to", "when"]);
     Some(AuthorizationRule {
@@ -124,10 +133,13 @@ fn decode_source(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Source> {
     let mut ok = true;
     let mut strings = |ctx: &mut Ctx<'_>, f: &mut Fields<'_>, name: &str| match f.take(name) {
         None => Vec::new(),
-        Some(n) => decode::string_list(ctx, n, &f.path_of(name)).unwrap_or_else(|| {
-            ok = false;
-            Vec::new()
-        }),
+        Some(n) => {
+            warn_if_empty_list(ctx, n, &f.path_of(name), "is the same as an absent field");
+            decode::string_list(ctx, n, &f.path_of(name)).unwrap_or_else(|| {
+                ok = false;
+                Vec::new()
+            })
+        }
     };
     let principals = strings(ctx, &mut f, "principals");
     let not_principals = strings(ctx, &mut f, "notPrincipals");
@@ -137,10 +149,13 @@ fn decode_source(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Source> {
     let not_namespaces = strings(ctx, &mut f, "notNamespaces");
     let mut blocks = |ctx: &mut Ctx<'_>, f: &mut Fields<'_>, name: &str| match f.take(name) {
         None => Vec::new(),
-        Some(n) => decode::list(ctx, n, &f.path_of(name), decode_ip_block).unwrap_or_else(|| {
-            ok = false;
-            Vec::new()
-        }),
+        Some(n) => {
+            warn_if_empty_list(ctx, n, &f.path_of(name), "is the same as an absent field");
+            decode::list(ctx, n, &f.path_of(name), decode_ip_block).unwrap_or_else(|| {
+                ok = false;
+                Vec::new()
+            })
+        }
     };
     let ip_blocks = blocks(ctx, &mut f, "ipBlocks");
     let not_ip_blocks = blocks(ctx, &mut f, "notIpBlocks");
@@ -213,10 +228,13 @@ fn decode_operation(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Operat
     let mut ok = true;
     let mut strings = |ctx: &mut Ctx<'_>, f: &mut Fields<'_>, name: &str| match f.take(name) {
         None => Vec::new(),
-        Some(n) => decode::string_list(ctx, n, &f.path_of(name)).unwrap_or_else(|| {
-            ok = false;
-            Vec::new()
-        }),
+        Some(n) => {
+            warn_if_empty_list(ctx, n, &f.path_of(name), "is the same as an absent field");
+            decode::string_list(ctx, n, &f.path_of(name)).unwrap_or_else(|| {
+                ok = false;
+                Vec::new()
+            })
+        }
     };
     let hosts = strings(ctx, &mut f, "hosts");
     let not_hosts = strings(ctx, &mut f, "notHosts");
@@ -226,20 +244,23 @@ fn decode_operation(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Operat
     let not_paths = strings(ctx, &mut f, "notPaths");
     let mut ports = |ctx: &mut Ctx<'_>, f: &mut Fields<'_>, name: &str| match f.take(name) {
         None => Vec::new(),
-        Some(n) => decode::list(ctx, n, &f.path_of(name), |ctx, n, p| {
-            decode_port(ctx, n, p, false).map(|s| Spanned {
-                value: match s.value {
-                    PortMatch::Port(p) => p,
-                    // decode_port rejects `*` when allow_any is false.
-                    PortMatch::Any => 0,
-                },
-                line: s.line,
+        Some(n) => {
+            warn_if_empty_list(ctx, n, &f.path_of(name), "is the same as an absent field");
+            decode::list(ctx, n, &f.path_of(name), |ctx, n, p| {
+                decode_port(ctx, n, p, false).map(|s| Spanned {
+                    value: match s.value {
+                        PortMatch::Port(p) => p,
+                        // decode_port rejects `*` when allow_any is false.
+                        PortMatch::Any => 0,
+                    },
+                    line: s.line,
+                })
             })
-        })
-        .unwrap_or_else(|| {
-            ok = false;
-            Vec::new()
-        }),
+            .unwrap_or_else(|| {
+                ok = false;
+                Vec::new()
+            })
+        }
     };
     let port_list = ports(ctx, &mut f, "ports");
     let not_ports = ports(ctx, &mut f, "notPorts");
@@ -295,10 +316,80 @@ fn decode_condition(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Condit
         );
         return None;
     }
+    let key = key.trim().to_string();
+    if !known_condition_key(&key) {
+        ctx.error(
+            node.line,
+            format!(
+                "{path}.key: unknown key `{key}` (expected one of: {}, request.headers[NAME], request.auth.claims[NAME], experimental.envoy.filters.*)",
+                CONDITION_KEYS.join(", ")
+            ),
+        );
+        return None;
+    }
+    let mut ok = true;
+    for v in values.iter().chain(&not_values) {
+        if let Err(e) = check_condition_value(&key, v.value.trim()) {
+            ctx.error(v.line, format!("{path}: {e}"));
+            ok = false;
+        }
+    }
+    if !ok {
+        return None;
+    }
     Some(Condition {
         key,
         values,
         not_values,
         line: node.line,
     })
+}
+
+/// `x: []` means the same as an absent field in Istio; say so, since it reads like "none".
+fn warn_if_empty_list(ctx: &mut Ctx<'_>, node: &Node, path: &str, meaning: &str) {
+    if matches!(&node.value, Value::Seq(items) if items.is_empty()) {
+        ctx.warning(
+            node.line,
+            format!("{path}: an empty list {meaning}; omit the field to say so"),
+        );
+    }
+}
+
+/// Condition keys with a fixed spelling, as Istio's validation accepts them.
+const CONDITION_KEYS: &[&str] = &[
+    "source.ip",
+    "remote.ip",
+    "source.namespace",
+    "source.principal",
+    "request.auth.principal",
+    "request.auth.audiences",
+    "request.auth.presenter",
+    "destination.ip",
+    "destination.port",
+    "connection.sni",
+];
+
+fn known_condition_key(key: &str) -> bool {
+    let bracketed = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(']'))
+            .is_some_and(|name| !name.is_empty())
+    };
+    CONDITION_KEYS.contains(&key)
+        || bracketed("request.headers[")
+        || bracketed("request.auth.claims[")
+        || key.starts_with("experimental.envoy.filters.")
+}
+
+/// Values of the address and port keys must be addresses/CIDRs and ports (Istio validates them
+/// the same way).
+fn check_condition_value(key: &str, value: &str) -> Result<(), String> {
+    match key {
+        "source.ip" | "remote.ip" | "destination.ip" => net::parse_cidr(value).map(|_| ()),
+        "destination.port" => match net::parse_port(value, false) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        },
+        _ => Ok(()),
+    }
 }

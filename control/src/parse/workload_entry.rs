@@ -11,6 +11,10 @@ use crate::yaml::Node;
 
 /// Annotation naming the cgroup (relative to the cgroup2 mount) of the workload's processes.
 pub const CGROUP_ANNOTATION: &str = "meshward.io/cgroup";
+/// Annotation naming the network namespace of the workload (a path such as
+/// `/var/run/netns/NAME` or `/proc/PID/ns/net`): inbound connections to its address are
+/// decided there.
+pub const NETNS_ANNOTATION: &str = "meshward.io/netns";
 
 const KNOWN: &[&str] = &[
     "address",
@@ -72,6 +76,23 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, meta: &Metadata, spec: Option<&Node>) ->
         },
     };
 
+    let netns = match meta.annotations.get(NETNS_ANNOTATION) {
+        None => Some(None),
+        Some(a) if a.value.starts_with('/') && !a.value.split('/').any(|c| c == "..") => {
+            Some(Some(PathBuf::from(&a.value)))
+        }
+        Some(a) => {
+            ctx.error(
+                a.line,
+                format!(
+                    "annotation {NETNS_ANNOTATION}: `{}` must be an absolute path without `..`",
+                    a.value
+                ),
+            );
+            None
+        }
+    };
+
     Some(Workload {
         namespace: meta.namespace.clone(),
         name: meta.name.value.clone(),
@@ -79,6 +100,7 @@ pub(crate) fn decode(ctx: &mut Ctx<'_>, meta: &Metadata, spec: Option<&Node>) ->
         service_account: service_account?,
         address: address?,
         cgroup: cgroup?,
+        netns: netns?,
         location: ctx.loc(meta.name.line),
         cgroup_line,
     })

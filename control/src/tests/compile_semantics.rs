@@ -513,21 +513,6 @@ fn dns_names_and_wildcards() {
 }
 
 #[test]
-fn authorization_policies_are_reported_not_enforced() {
-    let text = format!(
-        "{WORKLOADS}---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: deny-all\n  namespace: shop\nspec: {{}}\n"
-    );
-    let p = compile_with(&text, &Resolutions::new(), &RuleIds::new());
-    assert_eq!(
-        lines(&p.warnings),
-        vec![
-            "t.yaml:20: warning: AuthorizationPolicy shop/deny-all: inbound enforcement of AuthorizationPolicy is not implemented yet; ignored"
-        ]
-    );
-    assert_eq!(decide(&p, "shop/web", "1.1.1.1", 80), DEFAULT_ALLOW);
-}
-
-#[test]
 fn unknown_workload_and_reserved_names() {
     let p = compile_text(&policy("shop", "a", "  rules: []\n"));
     let d = evaluate(&p, 999, "1.1.1.1".parse().unwrap(), 80);
@@ -552,6 +537,7 @@ fn workload(ns: &str, name: &str) -> Workload {
         service_account: "default".into(),
         address: None,
         cgroup: None,
+        netns: None,
         location: Location::new("big.yaml", 1),
         cgroup_line: 0,
     }

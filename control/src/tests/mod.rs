@@ -3,10 +3,13 @@
 
 mod compile_semantics;
 mod errors;
+mod inbound_property;
+mod inbound_semantics;
 mod parsing;
 mod property;
 
-use crate::{Config, Diagnostics, load_config_str};
+pub(crate) use crate::load_config_str;
+use crate::{Config, Diagnostics};
 
 /// Loads `text` as `t.yaml`, failing the test with the diagnostics if it is rejected.
 pub(crate) fn load(text: &str) -> Config {

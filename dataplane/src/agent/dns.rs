@@ -100,7 +100,9 @@ impl Resolver {
                 Ok(Err(e)) => self.failed(name, e.to_string()),
                 Err(_) => self.failed(name, "timed out".into()),
             };
-            if let Some(e) = &resolved.error {
+            // Warn when a failure starts or changes, not at every retry.
+            let previous = self.entries.get(name).and_then(|e| e.error.as_ref());
+            if let Some(e) = resolved.error.as_ref().filter(|e| Some(*e) != previous) {
                 tracing::warn!(name = %name, error = %e, "cannot resolve policy host name");
             }
             self.entries.insert(name.clone(), resolved);

@@ -2,8 +2,10 @@
 
 use std::sync::Arc;
 
-use dataplane::kernel::events::{EventReader, comm, event_addr, hook_name, verdict_name};
-use dataplane_common::verdicts;
+use std::net::SocketAddr;
+
+use dataplane::kernel::events::{EventReader, comm, hook_name, to_ip, verdict_name};
+use dataplane_common::{directions, verdicts};
 
 use super::state::{EventRecord, Shared, now_rfc3339};
 
@@ -19,26 +21,41 @@ pub async fn pump(mut reader: EventReader, shared: Arc<Shared>) {
         let snapshot = shared.snapshot();
         let mut log = shared.events();
         for e in batch {
-            let workload = snapshot.workload_by_cgroup(e.cgroup_id);
+            let inbound = e.direction == directions::INBOUND;
+            let workload = if inbound {
+                snapshot.workload_by_id(e.workload_id)
+            } else {
+                snapshot
+                    .workload_by_cgroup(e.cgroup_id)
+                    .map(|w| (w.namespace.clone(), w.name.clone()))
+            };
+            let source_workload = inbound
+                .then(|| snapshot.workload_by_id(e.peer_identity))
+                .flatten()
+                .map(|(ns, name)| format!("{ns}/{name}"));
             let record = EventRecord {
                 seq: 0,
                 time: now_rfc3339(),
                 verdict: verdict_name(e.verdict),
+                direction: if inbound { "inbound" } else { "egress" },
                 hook: hook_name(e.hook),
-                namespace: workload.map(|w| w.namespace.clone()),
-                workload: workload.map(|w| w.name.clone()),
+                namespace: workload.as_ref().map(|w| w.0.clone()),
+                workload: workload.map(|w| w.1),
                 cgroup_id: e.cgroup_id,
                 pid: e.pid,
                 comm: comm(&e),
-                destination: std::net::SocketAddr::new(event_addr(&e), e.port).to_string(),
+                destination: SocketAddr::new(to_ip(e.addr), e.port).to_string(),
+                source: inbound
+                    .then(|| SocketAddr::new(to_ip(e.peer_addr), e.peer_port).to_string()),
+                source_workload,
                 rule_id: e.rule_id,
                 rule: snapshot.rule_name(e.rule_id),
             };
             if e.verdict == verdicts::DENY {
                 tracing::info!(
-                    workload = ?record.workload, pid = record.pid, comm = %record.comm,
-                    destination = %record.destination, rule = %record.rule, hook = record.hook,
-                    "denied"
+                    workload = ?record.workload, direction = record.direction, pid = record.pid,
+                    comm = %record.comm, source = ?record.source, destination = %record.destination,
+                    rule = %record.rule, hook = record.hook, "denied"
                 );
             } else {
                 tracing::info!(

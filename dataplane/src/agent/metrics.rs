@@ -21,59 +21,59 @@ pub fn render(shared: &Shared) -> String {
     {
         let counters = shared.counters();
         let reserved = [
+            (rule_ids::DEFAULT_ALLOW, "egress", "default-allow", "ALLOW"),
+            (rule_ids::DEFAULT_DENY, "egress", "default-deny", "DENY"),
             (
-                rule_ids::DEFAULT_ALLOW,
-                "",
-                "(default)",
+                rule_ids::INBOUND_DEFAULT_ALLOW,
+                "inbound",
                 "default-allow",
                 "ALLOW",
             ),
             (
-                rule_ids::DEFAULT_DENY,
-                "",
-                "(default)",
+                rule_ids::INBOUND_DEFAULT_DENY,
+                "inbound",
                 "default-deny",
                 "DENY",
             ),
-        ];
+        ]
+        .map(|(id, direction, rule, action)| RuleRow {
+            id,
+            direction,
+            namespace: "",
+            policy: "(default)",
+            rule: rule.to_string(),
+            action,
+        });
         let rules = snapshot
             .compiled
             .iter()
             .flat_map(|c| c.rules.iter())
-            .map(|r| {
-                (
-                    r.id,
-                    r.policy_namespace.as_str(),
-                    r.policy_name.as_str(),
-                    "",
-                    r.action.as_str(),
-                )
+            .map(|r| RuleRow {
+                id: r.id,
+                direction: r.kind.as_str(),
+                namespace: &r.policy_namespace,
+                policy: &r.policy_name,
+                rule: r.rule_index.to_string(),
+                action: r.action.as_str(),
             });
-        for (id, ns, policy, special, action) in reserved.into_iter().chain(rules) {
-            let Ok(c) = counters.rule(id) else { continue };
-            let rule_label = if special.is_empty() {
-                snapshot
-                    .compiled
-                    .as_ref()
-                    .and_then(|p| p.rule(id))
-                    .map(|r| r.rule_index.to_string())
-                    .unwrap_or_default()
-            } else {
-                special.to_string()
+        for row in reserved.into_iter().chain(rules) {
+            let Ok(c) = counters.rule(row.id) else {
+                continue;
             };
             for (verdict, value) in [
                 ("allow", c.allowed),
                 ("deny", c.denied),
                 ("audit", c.audited),
             ] {
-                if value > 0 || verdict == action_verdict(action) {
+                if value > 0 || verdict == action_verdict(row.action) {
                     let _ = writeln!(
                         lines,
-                        "meshward_rule_verdicts_total{{namespace=\"{}\",policy=\"{}\",rule=\"{}\",action=\"{}\",verdict=\"{verdict}\"}} {value}",
-                        esc(ns),
-                        esc(policy),
-                        esc(&rule_label),
-                        action
+                        "meshward_rule_verdicts_total{{direction=\"{}\",namespace=\"{}\",policy=\"{}\",rule=\"{}\",action=\"{}\",verdict=\"{verdict}\"}} {value}",
+                        row.direction,
+                        esc(row.namespace),
+                        esc(row.policy),
+                        esc(&row.rule),
+                        row.action
                     );
                 }
             }
@@ -155,6 +155,16 @@ pub fn render(shared: &Shared) -> String {
         ],
     );
     out
+}
+
+/// One rule's labels in `meshward_rule_verdicts_total`.
+struct RuleRow<'a> {
+    id: u32,
+    direction: &'a str,
+    namespace: &'a str,
+    policy: &'a str,
+    rule: String,
+    action: &'a str,
 }
 
 fn action_verdict(action: &str) -> &'static str {

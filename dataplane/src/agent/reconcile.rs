@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::Result;
 use dataplane::kernel::{
-    attach::{self, Attachments},
+    attach::Attachments,
     cgroup,
     loader::Kernel,
     tables::{Generation, Tables},
@@ -171,13 +171,21 @@ impl Reconciler {
         )
     }
 
-    /// Attaches to new cgroups, switches the kernel to the new generation, then lets go of what
-    /// the new generation no longer needs.
+    /// Attaches to new cgroups and network namespaces, switches the kernel to the new
+    /// generation, then lets go of what the new generation no longer needs.
     async fn apply(&mut self, compiled: &control::CompiledPolicy) -> Result<u64> {
-        let mut generation = Generation::default();
+        let mut generation = Generation {
+            egress: compiled.egress.clone(),
+            inbound: compiled.inbound.clone(),
+            ..Generation::default()
+        };
         let mut workloads = Vec::new();
         let mut governed = BTreeSet::new();
         for w in &compiled.workloads {
+            let value = WorkloadValue {
+                workload_id: w.workload_id,
+                flags: w.flags,
+            };
             let mut status = WorkloadStatus {
                 namespace: w.namespace.clone(),
                 name: w.name.clone(),
@@ -185,6 +193,9 @@ impl Reconciler {
                 cgroup: w.cgroup.as_ref().map(|c| c.display().to_string()),
                 cgroup_id: None,
                 governed: false,
+                netns: w.netns.as_ref().map(|n| n.display().to_string()),
+                netns_attached: false,
+                inbound_governed: false,
                 note: None,
             };
             match &w.cgroup {
@@ -196,33 +207,65 @@ impl Reconciler {
                     let path = self.opts.cgroup_root.join(rel);
                     match cgroup::cgroup_id(&path) {
                         Ok(id) => {
-                            self.attachments.ensure(&mut self.kernel, id, &path)?;
-                            generation.workloads.push((
+                            governed.insert(self.attachments.ensure_cgroup(
+                                &mut self.kernel,
                                 id,
-                                WorkloadValue {
-                                    workload_id: w.workload_id,
-                                    flags: w.flags,
-                                },
-                            ));
-                            governed.insert(id);
+                                &path,
+                            )?);
+                            generation.workloads.push((id, value));
                             status.cgroup_id = Some(id);
                             status.governed = true;
                         }
                         Err(e) => {
-                            status.note = Some(format!("{e:#}; governed as soon as it exists"));
+                            status.note = Some(format!("{e:#}; governed as soon as it exists"))
                         }
+                    }
+                }
+            }
+            if let Some(netns) = &w.netns {
+                match self.attachments.ensure_netns(&mut self.kernel, netns) {
+                    Ok(target) => {
+                        governed.insert(target);
+                        status.netns_attached = true;
+                        status.inbound_governed = w.address.is_some();
+                    }
+                    Err(e) => {
+                        status.note = Some(format!("{e:#}; inbound governed as soon as it exists"))
                     }
                 }
             }
             workloads.push(status);
         }
-        generation.egress = compiled.egress.clone();
+        let flags_of: BTreeMap<u32, u32> = compiled
+            .workloads
+            .iter()
+            .map(|w| (w.workload_id, w.flags))
+            .collect();
+        generation.identities = compiled
+            .identities
+            .iter()
+            .map(|(addr, id)| {
+                let flags = flags_of.get(id).copied().unwrap_or_default();
+                (
+                    *addr,
+                    WorkloadValue {
+                        workload_id: *id,
+                        flags,
+                    },
+                )
+            })
+            .collect();
         let mut live: BTreeMap<u32, String> = compiled
             .rules
             .iter()
             .map(|r| (r.id, r.name.clone()))
             .collect();
-        for id in [rule_ids::DEFAULT_ALLOW, rule_ids::DEFAULT_DENY] {
+        for id in [
+            rule_ids::DEFAULT_ALLOW,
+            rule_ids::DEFAULT_DENY,
+            rule_ids::INBOUND_DEFAULT_ALLOW,
+            rule_ids::INBOUND_DEFAULT_DENY,
+        ] {
             live.insert(id, compiled.rule_name(id));
         }
         self.shared.counters().record_names(&live)?;
@@ -232,10 +275,7 @@ impl Reconciler {
             .await?;
         self.attachments.retain(&governed);
         if !self.swept_stale_links {
-            for pin in attach::stale_link_pins(&self.kernel, &governed) {
-                tracing::info!(pin = %pin.display(), "removing link left for a cgroup no longer governed");
-                let _ = std::fs::remove_file(pin);
-            }
+            self.attachments.remove_stale_pins(&self.kernel);
             self.swept_stale_links = true;
         }
         self.shared.counters().forget_others(&live)?;
@@ -243,14 +283,18 @@ impl Reconciler {
         Ok(number)
     }
 
-    /// True when a workload's cgroup exists now but did not at the last apply, or vice versa.
+    /// True when a workload's cgroup or netns exists now but did not at the last apply, or vice
+    /// versa.
     fn cgroups_changed(&self) -> bool {
-        self.workloads.iter().any(|w| match &w.cgroup {
-            Some(rel) => {
-                let now = cgroup::cgroup_id(&self.opts.cgroup_root.join(rel)).ok();
-                now != w.cgroup_id
-            }
-            None => false,
+        self.workloads.iter().any(|w| {
+            let cgroup_moved = w.cgroup.as_ref().is_some_and(|rel| {
+                cgroup::cgroup_id(&self.opts.cgroup_root.join(rel)).ok() != w.cgroup_id
+            });
+            let netns_moved = w
+                .netns
+                .as_ref()
+                .is_some_and(|n| std::path::Path::new(n).exists() != w.netns_attached);
+            cgroup_moved || netns_moved
         })
     }
 

@@ -47,6 +47,13 @@ pub struct WorkloadStatus {
     pub cgroup_id: Option<u64>,
     /// True when the cgroup exists and the programs are attached to it.
     pub governed: bool,
+    /// Network namespace of the workload (annotation `meshward.io/netns`): inbound connections
+    /// to its address are decided there.
+    pub netns: Option<String>,
+    /// True when sk_lookup is attached to that netns.
+    pub netns_attached: bool,
+    /// Attached, and the workload has an address to be reached at.
+    pub inbound_governed: bool,
     pub note: Option<String>,
 }
 
@@ -67,6 +74,12 @@ impl Snapshot {
             .find(|w| w.cgroup_id == Some(cgroup_id))
     }
 
+    /// (namespace, name) of a workload id of the live generation.
+    pub fn workload_by_id(&self, id: u32) -> Option<(String, String)> {
+        let w = self.compiled.as_ref()?.workload(id)?;
+        Some((w.namespace.clone(), w.name.clone()))
+    }
+
     pub fn rule_name(&self, id: u32) -> String {
         match &self.compiled {
             Some(c) => c.rule_name(id),
@@ -81,6 +94,8 @@ pub struct EventRecord {
     pub seq: u64,
     pub time: String,
     pub verdict: &'static str,
+    /// "egress" (the workload connects out) or "inbound" (a client connects to the workload).
+    pub direction: &'static str,
     pub hook: &'static str,
     pub namespace: Option<String>,
     pub workload: Option<String>,
@@ -88,6 +103,9 @@ pub struct EventRecord {
     pub pid: u32,
     pub comm: String,
     pub destination: String,
+    /// Inbound: the client's address and, when known, its workload (namespace/name).
+    pub source: Option<String>,
+    pub source_workload: Option<String>,
     pub rule_id: u32,
     pub rule: String,
 }

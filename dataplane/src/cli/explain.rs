@@ -35,6 +35,9 @@ pub struct ExplainArgs {
     policy: PolicyArgs,
 }
 
+/// The verdict for a connection: both directions meshward enforces on it, and the step that
+/// decided. `egress` is present when the source is a known workload; `inbound` when the
+/// destination address belongs to a workload.
 #[derive(Serialize, serde::Deserialize)]
 pub struct Explanation {
     pub from: String,
@@ -43,6 +46,20 @@ pub struct Explanation {
     pub rule_id: u32,
     pub rule: String,
     pub audit_rule: Option<String>,
+    pub egress: Option<Step>,
+    pub inbound: Option<Step>,
+}
+
+#[derive(Clone, Serialize, serde::Deserialize)]
+pub struct Step {
+    pub verdict: String,
+    pub rule_id: u32,
+    pub rule: String,
+    pub audit_rule: Option<String>,
+    /// Inbound: the server workload; egress: the source workload.
+    pub workload: String,
+    /// Inbound: the identity the kernel gives the source (workload or "unknown").
+    pub source_identity: Option<String>,
 }
 
 pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
@@ -87,8 +104,24 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
             explanation.to,
             explanation.rule
         );
-        if let Some(audit) = &explanation.audit_rule {
-            println!("audited by {audit}");
+        for (direction, step) in [
+            ("egress", &explanation.egress),
+            ("inbound", &explanation.inbound),
+        ] {
+            if let Some(s) = step {
+                let source = s
+                    .source_identity
+                    .as_ref()
+                    .map(|i| format!(", source identity {i}"))
+                    .unwrap_or_default();
+                println!(
+                    "  {direction:<7} ({}{source}): {} by {}",
+                    s.workload, s.verdict, s.rule
+                );
+                if let Some(audit) = &s.audit_rule {
+                    println!("          audited by {audit}");
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -98,17 +131,62 @@ pub fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Evaluates a connection from `from` (`ns/workload` or workload IP) against compiled tables.
+/// Evaluates a connection from `from` (`ns/workload` or an IP) to `to` against compiled tables,
+/// egress (if the source is a workload) then inbound (if the destination is a workload).
 pub fn decide(
     compiled: &control::CompiledPolicy,
     from: &str,
     to: SocketAddr,
 ) -> Result<Explanation> {
-    let workload = find_workload(compiled, from)?;
-    let d = control::evaluate(compiled, workload.workload_id, to.ip(), to.port());
+    let (source, source_ip) = find_source(compiled, from)?;
+    let egress = source.map(|w| {
+        let d = control::evaluate(compiled, w.workload_id, to.ip(), to.port());
+        step(compiled, d, w, None)
+    });
+    let server = control::identity_of(compiled, to.ip());
+    let inbound = compiled.workload(server).map(|w| {
+        let identity = source_ip
+            .map(|ip| control::identity_of(compiled, ip))
+            .unwrap_or(UNKNOWN);
+        let ip = source_ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let d = control::evaluate_inbound(compiled, w.workload_id, ip, identity, to.port());
+        let who = compiled
+            .workload(identity)
+            .map(|s| format!("{}/{}", s.namespace, s.name))
+            .unwrap_or_else(|| "unknown".into());
+        step(compiled, d, w, Some(who))
+    });
+    let deciding = [&egress, &inbound]
+        .into_iter()
+        .flatten()
+        .find(|s| s.verdict == "deny")
+        .or(inbound.as_ref())
+        .or(egress.as_ref())
+        .cloned()
+        .with_context(|| format!("neither {from} nor {to} is a workload in the policy"))?;
     Ok(Explanation {
-        from: format!("{}/{}", workload.namespace, workload.name),
+        from: source
+            .map(|w| format!("{}/{}", w.namespace, w.name))
+            .unwrap_or_else(|| from.to_string()),
         to: to.to_string(),
+        verdict: deciding.verdict,
+        rule_id: deciding.rule_id,
+        rule: deciding.rule,
+        audit_rule: deciding.audit_rule,
+        egress,
+        inbound,
+    })
+}
+
+const UNKNOWN: u32 = dataplane_common::identities::UNKNOWN;
+
+fn step(
+    compiled: &control::CompiledPolicy,
+    d: control::Decision,
+    w: &control::CompiledWorkload,
+    source_identity: Option<String>,
+) -> Step {
+    Step {
         verdict: match d.verdict {
             control::Verdict::Allow => "allow".into(),
             control::Verdict::Deny => "deny".into(),
@@ -116,26 +194,26 @@ pub fn decide(
         rule_id: d.rule_id,
         rule: compiled.rule_name(d.rule_id),
         audit_rule: d.audit_rule_id.map(|id| compiled.rule_name(id)),
-    })
+        workload: format!("{}/{}", w.namespace, w.name),
+        source_identity,
+    }
 }
 
-fn find_workload<'a>(
+/// The source workload (if `from` names one, or is its address) and the source address.
+fn find_source<'a>(
     compiled: &'a control::CompiledPolicy,
     from: &str,
-) -> Result<&'a control::CompiledWorkload> {
-    let found = match from.parse::<IpAddr>() {
-        Ok(ip) => compiled.workloads.iter().find(|w| w.address == Some(ip)),
-        Err(_) => {
-            let Some((ns, name)) = from.split_once('/') else {
-                bail!("--from must be namespace/workload or an IP address, got {from:?}");
-            };
-            compiled
-                .workloads
-                .iter()
-                .find(|w| w.namespace == ns && w.name == name)
-        }
+) -> Result<(Option<&'a control::CompiledWorkload>, Option<IpAddr>)> {
+    if let Ok(ip) = from.parse::<IpAddr>() {
+        return Ok((compiled.workload_by_address(ip), Some(ip)));
+    }
+    let Some((ns, name)) = from.split_once('/') else {
+        bail!("--from must be namespace/workload or an IP address, got {from:?}");
     };
-    found.with_context(|| format!("no workload {from} in the policy"))
+    let w = compiled
+        .workload_by_name(ns, name)
+        .with_context(|| format!("no workload {from} in the policy"))?;
+    Ok((Some(w), w.address))
 }
 
 fn encode(s: &str) -> String {

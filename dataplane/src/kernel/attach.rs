@@ -1,21 +1,33 @@
-//! Attachments of the cgroup programs to governed cgroups, pinned as links under
-//! `<pin>/links/<cgroup id>-<program>` so they keep enforcing when the agent dies.
+//! Attachments, pinned as links under `<pin>/links/` so they keep enforcing when the agent dies:
+//! the cgroup programs on each governed cgroup (`cgroup-<id>-<program>`) and the sk_lookup
+//! program on each governed network namespace (`netns-<inode>-<program>`).
 //! A restarted agent swaps its own program instances into the existing links atomically
-//! (BPF_LINK_UPDATE): there is no moment at which a governed cgroup has no program.
+//! (BPF_LINK_UPDATE): there is no moment at which a governed target has no program.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
 use anyhow::{Context, Result};
 use aya::programs::{
-    CgroupAttachMode, CgroupSockAddr,
+    CgroupAttachMode, CgroupSockAddr, SkLookup,
     cgroup_sock_addr::CgroupSockAddrLink,
     links::{FdLink, PinnedLink},
 };
+use dataplane_common::program_names;
 
 use super::loader::{Kernel, SOCK_ADDR_PROGRAMS};
+
+/// What a set of links is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    /// cgroup id (inode of the cgroup directory).
+    Cgroup(u64),
+    /// Network namespace inode.
+    Netns(u64),
+}
 
 /// One pinned link we hold an fd for.
 struct HeldLink {
@@ -25,113 +37,167 @@ struct HeldLink {
 
 #[derive(Default)]
 pub struct Attachments {
-    /// cgroup id → its links (one per program).
-    by_cgroup: BTreeMap<u64, Vec<HeldLink>>,
+    held: BTreeMap<Target, Vec<HeldLink>>,
 }
 
 impl Attachments {
-    pub fn governed(&self) -> impl Iterator<Item = u64> + '_ {
-        self.by_cgroup.keys().copied()
-    }
-
-    /// Makes sure every program is attached to the cgroup at `path` (id `cgroup_id`).
-    pub fn ensure(&mut self, kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<()> {
-        if self.by_cgroup.contains_key(&cgroup_id) {
-            return Ok(());
+    /// Attaches the cgroup programs to the cgroup at `path` (id `cgroup_id`), once.
+    pub fn ensure_cgroup(
+        &mut self,
+        kernel: &mut Kernel,
+        cgroup_id: u64,
+        path: &Path,
+    ) -> Result<Target> {
+        let target = Target::Cgroup(cgroup_id);
+        if self.held.contains_key(&target) {
+            return Ok(target);
         }
-        let mut held = Vec::new();
+        let mut links = Vec::new();
         for name in SOCK_ADDR_PROGRAMS {
-            let pin = kernel.pins.links().join(format!("{cgroup_id}-{name}"));
+            let pin = kernel
+                .pins
+                .links()
+                .join(format!("cgroup-{cgroup_id}-{name}"));
             let prog: &mut CgroupSockAddr = kernel
                 .ebpf
                 .program_mut(name)
                 .with_context(|| format!("program {name}"))?
                 .try_into()?;
-            let link = match adopt(prog, &pin) {
+            let link = match adopt_cgroup(prog, &pin) {
                 Some(link) => link,
-                None => attach_new(prog, path, &pin)?,
+                None => {
+                    let dir = std::fs::File::open(path)
+                        .with_context(|| format!("open {}", path.display()))?;
+                    // Links are always multi-attach on cgroups; the kernel rejects explicit flags.
+                    let id = prog
+                        .attach(&dir, CgroupAttachMode::Single)
+                        .with_context(|| format!("attach {name} to {}", path.display()))?;
+                    pin_new(
+                        prog.take_link(id)?
+                            .try_into()
+                            .context("cgroup link is not an fd link")?,
+                        &pin,
+                    )?
+                }
             };
-            held.push(HeldLink {
+            links.push(HeldLink {
                 path: pin,
                 _link: link,
             });
         }
         tracing::info!(cgroup = %path.display(), cgroup_id, "governing cgroup");
-        self.by_cgroup.insert(cgroup_id, held);
-        Ok(())
+        self.held.insert(target, links);
+        Ok(target)
     }
 
-    /// Detaches every cgroup not in `keep` (after the generation without them is live).
-    pub fn retain(&mut self, keep: &BTreeSet<u64>) {
-        let gone: Vec<u64> = self
-            .by_cgroup
+    /// Attaches sk_lookup to the network namespace at `path` (e.g. /var/run/netns/NAME), once.
+    pub fn ensure_netns(&mut self, kernel: &mut Kernel, path: &Path) -> Result<Target> {
+        let netns =
+            std::fs::File::open(path).with_context(|| format!("open netns {}", path.display()))?;
+        let inode = netns
+            .metadata()
+            .with_context(|| format!("stat {}", path.display()))?
+            .ino();
+        let target = Target::Netns(inode);
+        if self.held.contains_key(&target) {
+            return Ok(target);
+        }
+        let name = program_names::SK_LOOKUP;
+        let pin = kernel.pins.links().join(format!("netns-{inode}-{name}"));
+        let prog: &mut SkLookup = kernel
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?;
+        let link = match adopt_sk_lookup(&pin) {
+            Some(link) => link,
+            None => {
+                let id = prog
+                    .attach(&netns)
+                    .with_context(|| format!("attach {name} to {}", path.display()))?;
+                pin_new(prog.take_link(id)?.into(), &pin)?
+            }
+        };
+        tracing::info!(netns = %path.display(), inode, "governing inbound connections in netns");
+        self.held.insert(
+            target,
+            vec![HeldLink {
+                path: pin,
+                _link: link,
+            }],
+        );
+        Ok(target)
+    }
+
+    /// Detaches every target not in `keep` (after the generation without them is live).
+    pub fn retain(&mut self, keep: &BTreeSet<Target>) {
+        let gone: Vec<Target> = self
+            .held
             .keys()
-            .filter(|id| !keep.contains(id))
+            .filter(|t| !keep.contains(t))
             .copied()
             .collect();
-        for id in gone {
-            if let Some(links) = self.by_cgroup.remove(&id) {
-                for l in links {
-                    // Removing the pin and dropping our fd releases the link: detached.
-                    if let Err(e) = std::fs::remove_file(&l.path) {
-                        tracing::warn!(path = %l.path.display(), error = %e, "unpin link");
-                    }
+        for target in gone {
+            for l in self.held.remove(&target).into_iter().flatten() {
+                // Removing the pin and dropping our fd releases the link: detached.
+                if let Err(e) = std::fs::remove_file(&l.path) {
+                    tracing::warn!(path = %l.path.display(), error = %e, "unpin link");
                 }
-                tracing::info!(cgroup_id = id, "no longer governing cgroup");
+            }
+            tracing::info!(?target, "no longer governing");
+        }
+    }
+
+    /// Removes pinned links that this agent does not hold: left by an earlier agent for targets
+    /// that are no longer governed.
+    pub fn remove_stale_pins(&self, kernel: &Kernel) {
+        let held: BTreeSet<&Path> = self
+            .held
+            .values()
+            .flatten()
+            .map(|l| l.path.as_path())
+            .collect();
+        let Ok(dir) = std::fs::read_dir(kernel.pins.links()) else {
+            return;
+        };
+        for pin in dir.filter_map(|e| e.ok().map(|e| e.path())) {
+            if !held.contains(pin.as_path()) {
+                tracing::info!(pin = %pin.display(), "removing a link for a target no longer governed");
+                let _ = std::fs::remove_file(pin);
             }
         }
     }
 }
 
-/// Pinned links left by an earlier agent for cgroups that this agent does not govern.
-pub fn stale_link_pins(kernel: &Kernel, governed: &BTreeSet<u64>) -> Vec<PathBuf> {
-    let Ok(dir) = std::fs::read_dir(kernel.pins.links()) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            let id = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.split('-').next())
-                .and_then(|n| n.parse::<u64>().ok());
-            id.is_none_or(|id| !governed.contains(&id))
-        })
-        .collect()
-}
-
-fn adopt(prog: &mut CgroupSockAddr, pin: &Path) -> Option<FdLink> {
-    let pinned = PinnedLink::from_pin(pin).ok()?;
-    let fd_link: FdLink = pinned.into();
-    let link = CgroupSockAddrLink::try_from(fd_link).ok()?;
-    match prog.attach_to_link(link) {
-        Ok(id) => {
-            let link = prog.take_link(id).ok()?;
-            tracing::debug!(pin = %pin.display(), "adopted pinned link");
-            FdLink::try_from(link).ok()
-        }
-        Err(e) => {
-            // The cgroup behind a stale pin is gone: start over with a fresh link.
-            tracing::warn!(pin = %pin.display(), error = %e, "cannot adopt pinned link");
-            let _ = std::fs::remove_file(pin);
-            None
-        }
-    }
-}
-
-fn attach_new(prog: &mut CgroupSockAddr, cgroup: &Path, pin: &Path) -> Result<FdLink> {
+fn pin_new(link: FdLink, pin: &Path) -> Result<FdLink> {
     let _ = std::fs::remove_file(pin);
-    let dir = std::fs::File::open(cgroup).with_context(|| format!("open {}", cgroup.display()))?;
-    let id = prog
-        // Links are always multi-attach on cgroups; the kernel rejects explicit flags.
-        .attach(&dir, CgroupAttachMode::Single)
-        .with_context(|| format!("attach to {}", cgroup.display()))?;
-    let link: FdLink = prog
-        .take_link(id)?
-        .try_into()
-        .context("cgroup link is not an fd link")?;
     let pinned = link
         .pin(pin)
         .with_context(|| format!("pin {}", pin.display()))?;
     Ok(pinned.into())
+}
+
+fn pinned(pin: &Path) -> Option<FdLink> {
+    PinnedLink::from_pin(pin).ok().map(Into::into)
+}
+
+/// The cgroup behind a stale pin may be gone: then start over with a fresh link.
+fn adoption_failed(pin: &Path, error: &dyn std::fmt::Display) -> Option<FdLink> {
+    tracing::warn!(pin = %pin.display(), %error, "cannot adopt pinned link");
+    let _ = std::fs::remove_file(pin);
+    None
+}
+
+fn adopt_cgroup(prog: &mut CgroupSockAddr, pin: &Path) -> Option<FdLink> {
+    let link = CgroupSockAddrLink::try_from(pinned(pin)?).ok()?;
+    match prog.attach_to_link(link) {
+        Ok(id) => FdLink::try_from(prog.take_link(id).ok()?).ok(),
+        Err(e) => adoption_failed(pin, &e),
+    }
+}
+
+/// aya offers no link update for sk_lookup: keep the earlier agent's link (its program uses the
+/// same pinned maps, so it enforces the generations this agent writes).
+fn adopt_sk_lookup(pin: &Path) -> Option<FdLink> {
+    pinned(pin)
 }

@@ -41,9 +41,9 @@ impl EventReader {
     }
 }
 
-/// Destination address of an event as an IpAddr (IPv4-mapped addresses shown as IPv4).
-pub fn event_addr(e: &VerdictEvent) -> IpAddr {
-    let v6 = Ipv6Addr::from(e.addr);
+/// An address as the kernel records it (IPv4-mapped addresses shown as IPv4).
+pub fn to_ip(addr: [u8; 16]) -> IpAddr {
+    let v6 = Ipv6Addr::from(addr);
     v6.to_ipv4_mapped()
         .map(IpAddr::V4)
         .unwrap_or(IpAddr::V6(v6))
@@ -55,6 +55,7 @@ pub fn hook_name(hook: u8) -> &'static str {
         hooks::CONNECT6 => "connect6",
         hooks::SENDMSG4 => "sendmsg4",
         hooks::SENDMSG6 => "sendmsg6",
+        hooks::SK_LOOKUP => "sk_lookup",
         _ => "unknown",
     }
 }

@@ -4,10 +4,19 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use aya::{Ebpf, EbpfLoader, maps::Map, programs::CgroupSockAddr};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Map,
+    programs::{CgroupSockAddr, SkLookup},
+};
 use dataplane_common::{map_names, program_names};
 
-use super::{bpffs::PinDir, counters::Counters, events::EventReader, tables::Tables};
+use super::{
+    bpffs::PinDir,
+    counters::Counters,
+    events::EventReader,
+    tables::{TableMaps, Tables},
+};
 
 pub const SOCK_ADDR_PROGRAMS: [&str; 4] = [
     program_names::CONNECT4,
@@ -47,11 +56,18 @@ pub fn load(pin_root: &Path) -> Result<Loaded> {
         prog.load()
             .with_context(|| format!("verifier rejected {name}"))?;
     }
-    let tables = Tables::new(
-        take(&mut ebpf, map_names::CONFIG)?,
-        take(&mut ebpf, map_names::WORKLOADS)?,
-        take(&mut ebpf, map_names::EGRESS_RULES)?,
-    )?;
+    let sk_lookup: &mut SkLookup = ebpf
+        .program_mut(program_names::SK_LOOKUP)
+        .context("program mw_sk_lookup missing from the object")?
+        .try_into()?;
+    sk_lookup.load().context("verifier rejected mw_sk_lookup")?;
+    let tables = Tables::new(TableMaps {
+        config: take(&mut ebpf, map_names::CONFIG)?,
+        workloads: take(&mut ebpf, map_names::WORKLOADS)?,
+        egress: take(&mut ebpf, map_names::EGRESS_RULES)?,
+        identities: take(&mut ebpf, map_names::IDENTITIES)?,
+        inbound: take(&mut ebpf, map_names::INBOUND_RULES)?,
+    })?;
     let counters = Counters::new(
         take(&mut ebpf, map_names::RULE_COUNTERS)?,
         take(&mut ebpf, map_names::RULE_NAMES)?,

@@ -1,5 +1,5 @@
-//! Owner of CONFIG, WORKLOADS and EGRESS_RULES. A policy generation is written into the inactive
-//! slot, then CONFIG's `active_slot` flips: every hook sees either the whole old generation or the
+//! Owner of CONFIG, WORKLOADS, EGRESS_RULES, IDENTITIES and INBOUND_RULES. A policy generation
+//! is written into the inactive slot, then CONFIG's `active_slot` flips: every hook sees either the whole old generation or the
 //! whole new one. The old slot is cleared after a grace period longer than any program run.
 
 use std::time::Duration;
@@ -10,8 +10,9 @@ use aya::maps::{
     lpm_trie::{Key, LpmTrie},
 };
 use dataplane_common::{
-    Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, MAX_EGRESS_ENTRIES_PER_SLOT,
-    MAX_WORKLOADS, RuleMatch, WorkloadKey, WorkloadValue,
+    AddrKey, Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, INBOUND_KEY_FIXED_BITS,
+    InboundEntry, InboundKey, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT,
+    MAX_INBOUND_ENTRIES_PER_SLOT, MAX_WORKLOADS, RuleMatch, WorkloadKey, WorkloadValue,
 };
 
 /// Programs run for microseconds; this leaves a wide margin before old entries go.
@@ -21,25 +22,42 @@ pub const DEFAULT_EVENTS_PER_SEC: u32 = 1000;
 /// A complete policy generation, as compiled by `control` and resolved to cgroup ids.
 #[derive(Clone, Debug, Default)]
 pub struct Generation {
+    /// cgroup id → workload (egress source identity).
     pub workloads: Vec<(u64, WorkloadValue)>,
     pub egress: Vec<EgressEntry>,
+    /// Workload address (IPv4-mapped) → workload (peer identity, inbound server).
+    pub identities: Vec<([u8; 16], WorkloadValue)>,
+    pub inbound: Vec<InboundEntry>,
 }
 
 pub struct Tables {
     config: Array<MapData, Config>,
     workloads: HashMap<MapData, WorkloadKey, WorkloadValue>,
     egress: LpmTrie<MapData, EgressKey, RuleMatch>,
+    identities: HashMap<MapData, AddrKey, WorkloadValue>,
+    inbound: LpmTrie<MapData, InboundKey, RuleMatch>,
     current: Config,
 }
 
+/// The maps this module owns, as taken from the loaded object.
+pub struct TableMaps {
+    pub config: Map,
+    pub workloads: Map,
+    pub egress: Map,
+    pub identities: Map,
+    pub inbound: Map,
+}
+
 impl Tables {
-    pub fn new(config: Map, workloads: Map, egress: Map) -> Result<Self> {
-        let config: Array<MapData, Config> = config.try_into()?;
+    pub fn new(maps: TableMaps) -> Result<Self> {
+        let config: Array<MapData, Config> = maps.config.try_into()?;
         let current = config.get(&0, 0).context("read CONFIG")?;
         Ok(Self {
             config,
-            workloads: workloads.try_into()?,
-            egress: egress.try_into()?,
+            workloads: maps.workloads.try_into()?,
+            egress: maps.egress.try_into()?,
+            identities: maps.identities.try_into()?,
+            inbound: maps.inbound.try_into()?,
             current,
         })
     }
@@ -58,11 +76,26 @@ impl Tables {
                 next.workloads.len()
             );
         }
-        if next.egress.len() > MAX_EGRESS_ENTRIES_PER_SLOT as usize {
-            bail!(
-                "{} egress entries exceed the kernel table ({MAX_EGRESS_ENTRIES_PER_SLOT})",
-                next.egress.len()
-            );
+        for (what, len, max) in [
+            (
+                "egress entries",
+                next.egress.len(),
+                MAX_EGRESS_ENTRIES_PER_SLOT,
+            ),
+            (
+                "workload addresses",
+                next.identities.len(),
+                MAX_IDENTITIES_PER_SLOT,
+            ),
+            (
+                "inbound entries",
+                next.inbound.len(),
+                MAX_INBOUND_ENTRIES_PER_SLOT,
+            ),
+        ] {
+            if len > max as usize {
+                bail!("{len} {what} exceed the kernel table ({max})");
+            }
         }
         let old_slot = self.current.active_slot;
         let slot = 1 - old_slot.min(1);
@@ -112,6 +145,28 @@ impl Tables {
                 .insert(&key, &e.rules, 0)
                 .context("write EGRESS_RULES")?;
         }
+        for (addr, value) in &next.identities {
+            let key = AddrKey { addr: *addr, slot };
+            self.identities
+                .insert(&key, value, 0)
+                .context("write IDENTITIES")?;
+        }
+        for e in &next.inbound {
+            let key = Key::new(
+                INBOUND_KEY_FIXED_BITS + u32::from(e.prefix_len),
+                InboundKey {
+                    workload_id: e.workload_id,
+                    identity: e.identity,
+                    port: e.port,
+                    slot: slot as u8,
+                    _reserved: 0,
+                    addr: e.addr,
+                },
+            );
+            self.inbound
+                .insert(&key, &e.rules, 0)
+                .context("write INBOUND_RULES")?;
+        }
         Ok(())
     }
 
@@ -125,6 +180,15 @@ impl Tables {
         for k in stale {
             self.workloads.remove(&k).context("clear WORKLOADS")?;
         }
+        let stale: Vec<AddrKey> = self
+            .identities
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot)
+            .collect();
+        for k in stale {
+            self.identities.remove(&k).context("clear IDENTITIES")?;
+        }
         let stale: Vec<Key<EgressKey>> = self
             .egress
             .keys()
@@ -133,6 +197,15 @@ impl Tables {
             .collect();
         for k in stale {
             self.egress.remove(&k).context("clear EGRESS_RULES")?;
+        }
+        let stale: Vec<Key<InboundKey>> = self
+            .inbound
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| u32::from(k.data().slot) == slot)
+            .collect();
+        for k in stale {
+            self.inbound.remove(&k).context("clear INBOUND_RULES")?;
         }
         Ok(())
     }
