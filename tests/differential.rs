@@ -23,7 +23,7 @@ fn rounds() -> u64 {
     std::env::var("MESHWARD_DIFF_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(12)
+        .unwrap_or(25)
 }
 
 /// A destination from a small universe, so random rules and flows overlap often.
@@ -110,7 +110,7 @@ fn egress_kernel_verdicts_equal_explain_for_random_policies() {
     let config = scratch.write("policy.yaml", &config_text);
     let mut agent = Agent::start("diff-egress", &config, &["--events-per-sec", "0"]);
     let mut events_seen = 0u64;
-    let mut flows = 0;
+    let (mut flows, mut denied) = (0u64, 0u64);
     for round in 0..rounds() {
         if round > 0 {
             config_text = random_egress_policies(&mut rng, &cgroups);
@@ -146,7 +146,7 @@ fn egress_kernel_verdicts_equal_explain_for_random_policies() {
                 context()
             );
             if expected_deny {
-                let event = wait_for_event(&agent, &mut events_seen, "deny");
+                let event = wait_for_event(&agent, &mut events_seen, |e| e["verdict"] == "deny");
                 assert_eq!(
                     event["rule"],
                     explained["rule"],
@@ -154,31 +154,268 @@ fn egress_kernel_verdicts_equal_explain_for_random_policies() {
                     context()
                 );
                 assert_eq!(event["destination"], dst.to_string(), "{}", context());
+                denied += 1;
             }
             flows += 1;
         }
     }
     eprintln!(
-        "seed {seed}: {flows} flows over {} random policy sets agreed",
+        "seed {seed}: {flows} flows ({denied} denied) over {} random policy sets agreed",
         rounds()
+    );
+    assert_mixed(flows, denied);
+}
+
+/// A differential run proves little unless both verdicts occur often.
+fn assert_mixed(flows: u64, denied: u64) {
+    assert!(
+        denied * 10 >= flows && (flows - denied) * 10 >= flows,
+        "{denied} of {flows} denied: generator is lopsided"
     );
 }
 
-/// The next event with the given verdict after `seen` (skipping audit events).
-fn wait_for_event(agent: &Agent, seen: &mut u64, verdict: &str) -> serde_json::Value {
+/// The first event after `seen` that satisfies `wanted`; `seen` moves past it.
+fn wait_for_event(
+    agent: &Agent,
+    seen: &mut u64,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let page = agent.json(&format!("/events?since={seen}"));
         for e in page["events"].as_array().into_iter().flatten() {
             *seen = e["seq"].as_u64().unwrap_or(*seen);
-            if e["verdict"] == verdict {
+            if wanted(e) {
                 return e.clone();
             }
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no {verdict} event arrived"
+            "the expected event did not arrive"
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+}
+
+/// Clients for the inbound differential test: (address, Some((namespace, service account))) for
+/// known workloads, None for sources without identity.
+const CLIENTS: [(&str, Option<(&str, &str)>); 6] = [
+    ("198.18.0.10", Some(("a", "c1"))),
+    ("198.18.0.11", Some(("a", "c2"))),
+    ("198.18.0.12", Some(("b", "c1"))),
+    ("198.18.0.13", Some(("b", "c3"))),
+    ("198.18.0.14", None),
+    ("198.18.0.21", None),
+];
+const SERVER_PORTS: [u16; 3] = [18100, 18101, 18102];
+
+fn random_values(rng: &mut Rng, pool: &[&str]) -> String {
+    let n = 1 + rng.below(2);
+    let values: Vec<String> = (0..n).map(|_| format!("\"{}\"", rng.pick(pool))).collect();
+    format!("[{}]", values.join(", "))
+}
+
+fn random_source(rng: &mut Rng) -> String {
+    const PRINCIPALS: [&str; 6] = [
+        "cluster.local/ns/a/sa/c1",
+        "cluster.local/ns/b/sa/c1",
+        "*",
+        "cluster.local/ns/b/*",
+        "*/sa/c2",
+        "cluster.local/ns/a/sa/nobody",
+    ];
+    const NAMESPACES: [&str; 4] = ["a", "b", "*", "c"];
+    const BLOCKS: [&str; 5] = [
+        "198.18.0.8/29",
+        "198.18.0.12/30",
+        "198.18.0.10",
+        "198.18.0.0/24",
+        "198.18.0.16/28",
+    ];
+    let mut fields = Vec::new();
+    for (field, pool, chance) in [
+        ("principals", &PRINCIPALS[..], 30),
+        ("notPrincipals", &PRINCIPALS[..], 15),
+        ("namespaces", &NAMESPACES[..], 25),
+        ("notNamespaces", &NAMESPACES[..], 15),
+        ("ipBlocks", &BLOCKS[..], 30),
+        ("notIpBlocks", &BLOCKS[..], 15),
+    ] {
+        if rng.chance(chance) {
+            fields.push(format!("{field}: {}", random_values(rng, pool)));
+        }
+    }
+    if fields.is_empty() {
+        fields.push(format!("ipBlocks: {}", random_values(rng, &BLOCKS)));
+    }
+    format!("    - source:\n        {}\n", fields.join("\n        "))
+}
+
+fn random_authorization(rng: &mut Rng, server: &str, clients: &str) -> String {
+    let mut out = format!("{server}{clients}");
+    for p in 0..1 + rng.below(4) {
+        let ns = *rng.pick(&["a", "a", "b", "istio-system"]);
+        let selector = if rng.chance(50) {
+            "  selector:\n    matchLabels:\n      app: srv\n"
+        } else {
+            ""
+        };
+        let action = *rng.pick(&["ALLOW", "ALLOW", "DENY", "AUDIT"]);
+        let mut rules = String::new();
+        for _ in 0..rng.below(3) {
+            if rng.chance(10) {
+                rules.push_str("  - {}\n");
+                continue;
+            }
+            let mut rule = String::new();
+            if rng.chance(75) {
+                rule.push_str("    from:\n");
+                for _ in 0..1 + rng.below(2) {
+                    rule.push_str(&random_source(rng));
+                }
+            }
+            if rng.chance(50) {
+                let field = if rng.chance(70) { "ports" } else { "notPorts" };
+                let port = rng.pick(&SERVER_PORTS);
+                rule.push_str(&format!(
+                    "    to:\n    - operation:\n        {field}: [\"{port}\"]\n"
+                ));
+            }
+            if rule.is_empty() {
+                rules.push_str("  - {}\n");
+            } else {
+                rules.push_str(&format!("  -{}", &rule[3..]));
+            }
+        }
+        let rules = if rules.is_empty() {
+            String::new()
+        } else {
+            format!("  rules:\n{rules}")
+        };
+        out.push_str(&format!(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: ap{p}\n  namespace: {ns}\nspec:\n{selector}  action: {action}\n{rules}---\n"
+        ));
+    }
+    out
+}
+
+#[test]
+fn inbound_kernel_verdicts_equal_explain_for_random_authorization_policies() {
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 0x1b0u64);
+    let net = NetPair::new("diff-inbound");
+    // The client host holds every client address on its veth.
+    for (ip, _) in CLIENTS {
+        add_client_address(&net, ip);
+    }
+    let cg = CgroupTree::new("diff-inbound");
+    let server_cgroup = cg.child("server");
+    let scratch = Scratch::new("diff-inbound");
+    let _servers: Vec<Server> = SERVER_PORTS
+        .iter()
+        .map(|p| Server::start(&net.server_ns, Some(&server_cgroup), *p, &scratch))
+        .collect();
+    let netns = NetPair::netns_path(&net.server_ns);
+    let server = format!(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: srv\n  namespace: a\n  annotations:\n    meshward.io/cgroup: {server_cgroup}\n    meshward.io/netns: {}\nspec:\n  address: {}\n  serviceAccount: srv\n  labels:\n    app: srv\n---\n",
+        netns.display(),
+        net.server_ip
+    );
+    let clients: String = CLIENTS
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (ip, who))| who.map(|(ns, sa)| (i, ip, ns, sa)))
+        .map(|(i, ip, ns, sa)| {
+            format!("apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: client{i}\n  namespace: {ns}\nspec:\n  address: {ip}\n  serviceAccount: {sa}\n---\n")
+        })
+        .collect();
+    let mut prober = Prober::start(Some(&net.client_ns), None);
+    let mut config_text = random_authorization(&mut rng, &server, &clients);
+    let config = scratch.write("policy.yaml", &config_text);
+    let mut agent = Agent::start("diff-inbound", &config, &["--events-per-sec", "0"]);
+    let mut events_seen = 0u64;
+    let (mut flows, mut denied) = (0u64, 0u64);
+    for round in 0..rounds() {
+        if round > 0 {
+            config_text = random_authorization(&mut rng, &server, &clients);
+            std::fs::write(&config, &config_text).expect("write config");
+            let want = round + 1;
+            let h = agent.wait_until("next random policy", |h| {
+                h["generation"] == want || h["status"] != "ok"
+            });
+            assert_eq!(
+                h["status"], "ok",
+                "seed {seed} round {round}: rejected\n{h}\n{config_text}"
+            );
+        }
+        for _ in 0..150 {
+            let (src, _) = *rng.pick(&CLIENTS);
+            let port = *rng.pick(&SERVER_PORTS);
+            let dst: SocketAddr = format!("{}:{port}", net.server_ip).parse().expect("addr");
+            let (kernel, local_port) =
+                prober.probe_with_port("tcp", Some(src.parse().expect("ip")), dst);
+            let explained = agent.json(&format!("/explain?from={src}&to={dst}"));
+            let expected_deny = explained["verdict"] == "deny";
+            let context = || {
+                format!(
+                    "seed {seed} round {round}: {src} -> {dst}: kernel {kernel}, explain {explained}\n{config_text}"
+                )
+            };
+            assert!(
+                matches!(kernel.as_str(), "ok" | "ECONNREFUSED"),
+                "{}",
+                context()
+            );
+            assert_eq!(kernel == "ECONNREFUSED", expected_deny, "{}", context());
+            if expected_deny {
+                // Match on the whole 4-tuple: a SYN that meets a server TIME_WAIT socket is
+                // looked up twice (two events for one connect).
+                let source = format!("{src}:{local_port}");
+                let event = wait_for_event(&agent, &mut events_seen, |e| {
+                    e["verdict"] == "deny"
+                        && e["source"] == source
+                        && e["destination"] == dst.to_string()
+                });
+                assert_eq!(
+                    event["rule"],
+                    explained["rule"],
+                    "{}\nevent {event}",
+                    context()
+                );
+                denied += 1;
+            }
+            flows += 1;
+        }
+    }
+    eprintln!(
+        "seed {seed}: {flows} inbound flows ({denied} denied) over {} random policy sets agreed",
+        rounds()
+    );
+    assert_mixed(flows, denied);
+}
+
+fn add_client_address(net: &NetPair, ip: &str) {
+    let out = std::process::Command::new("ip")
+        .args(["-n", &net.client_ns, "-o", "link", "show", "type", "veth"])
+        .output()
+        .expect("ip link");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dev = text
+        .split(':')
+        .nth(1)
+        .map(|d| d.trim().split('@').next().unwrap_or("").to_string())
+        .expect("client veth");
+    let status = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &net.client_ns,
+            "addr",
+            "add",
+            &format!("{ip}/24"),
+            "dev",
+            &dev,
+        ])
+        .status()
+        .expect("ip addr add");
+    assert!(status.success(), "add {ip} to {dev}");
 }

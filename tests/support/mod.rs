@@ -599,12 +599,27 @@ impl Prober {
 
     /// "ok" or the errno name of connect()/sendto() from `src` (None = unbound) to `dst`.
     pub fn probe(&mut self, kind: &str, src: Option<std::net::IpAddr>, dst: SocketAddr) -> String {
+        self.probe_with_port(kind, src, dst).0
+    }
+
+    /// As [`Prober::probe`], with the local port the probe used when `src` was given (0 if not).
+    pub fn probe_with_port(
+        &mut self,
+        kind: &str,
+        src: Option<std::net::IpAddr>,
+        dst: SocketAddr,
+    ) -> (String, u16) {
         use std::io::BufRead;
         let src = src.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
         writeln!(self.stdin, "{kind} {src} {} {}", dst.ip(), dst.port()).expect("write to prober");
         let mut line = String::new();
         self.stdout.read_line(&mut line).expect("read from prober");
-        line.trim().to_string()
+        let mut words = line.split_whitespace();
+        let result = words.next().unwrap_or("").to_string();
+        (
+            result,
+            words.next().and_then(|p| p.parse().ok()).unwrap_or(0),
+        )
     }
 }
 

@@ -10,9 +10,11 @@ for line in sys.stdin:
     family = socket.AF_INET6 if ":" in dst else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
     sock.settimeout(2)
+    local_port = 0
     try:
         if src != "-":
             sock.bind((src, 0))
+            local_port = sock.getsockname()[1]
         if kind == "udp":
             sock.sendto(b"meshward", (dst, int(port)))
         else:
@@ -22,4 +24,4 @@ for line in sys.stdin:
         result = errno.errorcode.get(e.errno, str(e))
     finally:
         sock.close()
-    print(result, flush=True)
+    print(result, local_port, flush=True)
