@@ -93,7 +93,7 @@ pub fn evaluate(policy: &CompiledPolicy, workload_id: u32, dst: IpAddr, port: u1
     let deny = pick(m1.deny, m2.deny);
     let allow = pick(m1.allow, m2.allow);
     let audit = pick(m1.audit, m2.audit);
-    let flags = policy.workload(workload_id).map_or(0, |w| w.flags);
+    let flags = policy.flags_of(workload_id);
     let (verdict, rule_id) = if deny != 0 {
         (Verdict::Deny, deny)
     } else if flags & workload_flags::HAS_ALLOW_POLICY == 0 {

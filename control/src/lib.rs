@@ -46,9 +46,11 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use compile::pattern_text;
 pub use compile::{
-    CompiledPolicy, CompiledWorkload, EgressEntry, PolicySummary, Resolutions, RuleInfo, RuleKind,
-    Settings, compile, inbound_rule_name,
+    BinaryResolutions, CompiledPolicy, CompiledSubject, CompiledWorkload, EgressEntry, FileId,
+    PolicySummary, Resolutions, RuleInfo, RuleKind, Settings, compile, compile_with_binaries,
+    inbound_rule_name,
 };
 pub use dataplane_common::InboundEntry;
 pub use decode::Spanned;

@@ -18,6 +18,9 @@ pub mod map_names {
     pub const EVENT_BUDGET: &str = "MW_EVENT_BUDGET";
     pub const IDENTITIES: &str = "MW_IDENTITIES";
     pub const INBOUND_RULES: &str = "MW_INBOUND_RULES";
+    pub const BINARIES: &str = "MW_BINARIES";
+    pub const SUBJECTS: &str = "MW_SUBJECTS";
+    pub const KERNEL_OFFSETS: &str = "MW_KERNEL_OFFSETS";
 }
 
 /// Program names (the Rust function names in `dataplane-ebpf`).
@@ -83,6 +86,51 @@ pub mod workload_flags {
     pub const HAS_ALLOW_POLICY: u32 = 1;
     /// At least one ALLOW AuthorizationPolicy selects this workload (unmatched inbound is denied).
     pub const HAS_ALLOW_INBOUND: u32 = 2;
+    /// Some EgressPolicy selecting this workload is scoped to binaries: the kernel looks up the
+    /// caller's executable (`BINARIES`) and the workload × binary subject (`SUBJECTS`).
+    pub const HAS_BINARY_RULES: u32 = 4;
+}
+
+/// Executables named by `spec.binaries`, and workload × binary subjects, per generation slot.
+pub const MAX_BINARIES_PER_SLOT: u32 = 16_384;
+pub const MAX_SUBJECTS_PER_SLOT: u32 = 16_384;
+
+/// `BINARIES` key: an executable file's identity (device, inode) in one slot. `dev` uses the
+/// kernel's encoding (`MKDEV(major, minor)` = major << 20 | minor), as in `super_block.s_dev`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey {
+    pub dev: u64,
+    pub ino: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+/// `SUBJECTS` key: (workload, binary id) in one slot → the subject's [`WorkloadValue`]: an id
+/// keyed into `EGRESS_RULES` like a workload's, whose entries hold the workload's rules plus
+/// those of the policies scoped to that binary.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SubjectKey {
+    pub workload_id: u32,
+    pub binary_id: u32,
+    pub slot: u32,
+}
+
+/// `KERNEL_OFFSETS[0]`: byte offsets of the kernel struct fields on the path
+/// task_struct → mm → exe_file → f_inode → (i_ino, i_sb → s_dev), read from the running
+/// kernel's BTF by user space (a poor man's CO-RE). `valid` = 0 until written.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    pub task_mm: u32,
+    pub mm_exe_file: u32,
+    pub file_inode: u32,
+    pub inode_ino: u32,
+    pub inode_sb: u32,
+    pub sb_dev: u32,
+    pub valid: u32,
+    pub _pad: u32,
 }
 
 /// Source identities in [`InboundKey`]: a workload id, or one of these.
@@ -286,6 +334,9 @@ mod pod {
     unsafe impl aya::Pod for VerdictEvent {}
     unsafe impl aya::Pod for AddrKey {}
     unsafe impl aya::Pod for InboundKey {}
+    unsafe impl aya::Pod for FileKey {}
+    unsafe impl aya::Pod for SubjectKey {}
+    unsafe impl aya::Pod for KernelOffsets {}
 }
 
 /// Maps an address to the 16-byte form used in keys and events.
@@ -317,6 +368,9 @@ mod tests {
         assert_eq!(size_of::<VerdictEvent>(), 96);
         assert_eq!(EGRESS_KEY_FULL_BITS as usize, (size_of::<EgressKey>()) * 8);
         assert_eq!(size_of::<AddrKey>(), 20);
+        assert_eq!(size_of::<FileKey>(), 24);
+        assert_eq!(size_of::<SubjectKey>(), 12);
+        assert_eq!(size_of::<KernelOffsets>(), 32);
         assert_eq!(INBOUND_KEY_FULL_BITS as usize, size_of::<InboundKey>() * 8);
     }
 

@@ -12,6 +12,7 @@ use crate::{
     events::{EventFields, emit},
     identity::current_workload,
     maps::{CONFIG, bump_stat},
+    process,
     verdict::{EGRESS_DEFAULTS, istio_order},
 };
 
@@ -84,10 +85,16 @@ fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
         bump_stat(stats::VERDICT_UNGOVERNED);
         return ALLOW;
     };
-    let m = egress_table::lookup(workload.workload_id, slot, addr, port);
+    // Policies scoped to binaries: the rules of this process's workload × executable subject.
+    let subject = if workload.flags & workload_flags::HAS_BINARY_RULES != 0 {
+        process::subject(workload, slot)
+    } else {
+        workload
+    };
+    let m = egress_table::lookup(subject.workload_id, slot, addr, port);
     let v = istio_order(
         &m,
-        workload.flags & workload_flags::HAS_ALLOW_POLICY != 0,
+        subject.flags & workload_flags::HAS_ALLOW_POLICY != 0,
         &EGRESS_DEFAULTS,
     );
     let mut event = EventFields {

@@ -9,6 +9,7 @@ mod identity;
 mod inbound;
 mod inbound_table;
 mod maps;
+mod process;
 mod verdict;
 
 #[cfg(not(test))]

@@ -6,9 +6,10 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use dataplane_common::{
-    AddrKey, Config, EVENTS_RING_BYTES, EgressKey, EventBudget, InboundKey,
-    MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES,
-    MAX_WORKLOADS, RuleCounters, RuleMatch, RuleName, WorkloadKey, WorkloadValue, stats,
+    AddrKey, Config, EVENTS_RING_BYTES, EgressKey, EventBudget, FileKey, InboundKey, KernelOffsets,
+    MAX_BINARIES_PER_SLOT, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT,
+    MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES, MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleCounters,
+    RuleMatch, RuleName, SubjectKey, WorkloadKey, WorkloadValue, stats,
 };
 
 /// Owner: dataplane::tables (writes the active slot last, after both tables are complete).
@@ -35,6 +36,19 @@ pub static IDENTITIES: HashMap<AddrKey, WorkloadValue> =
 #[map(name = "MW_INBOUND_RULES")]
 pub static INBOUND_RULES: LpmTrie<InboundKey, RuleMatch> =
     LpmTrie::pinned(MAX_INBOUND_ENTRIES_PER_SLOT * 2, 0);
+
+/// Owner: dataplane::tables. Executable (device, inode) + slot → binary id.
+#[map(name = "MW_BINARIES")]
+pub static BINARIES: HashMap<FileKey, u32> = HashMap::pinned(MAX_BINARIES_PER_SLOT * 2, 0);
+
+/// Owner: dataplane::tables. (workload, binary id) + slot → subject (id into EGRESS_RULES).
+#[map(name = "MW_SUBJECTS")]
+pub static SUBJECTS: HashMap<SubjectKey, WorkloadValue> =
+    HashMap::pinned(MAX_SUBJECTS_PER_SLOT * 2, 0);
+
+/// Owner: dataplane::loader (from the kernel's BTF, at every start).
+#[map(name = "MW_KERNEL_OFFSETS")]
+pub static KERNEL_OFFSETS: Array<KernelOffsets> = Array::pinned(1, 0);
 
 /// Written by the kernel; read and reset per rule id by dataplane::counters.
 #[map(name = "MW_RULE_COUNTERS")]

@@ -120,7 +120,13 @@ pub fn in_cgroup(cmd: &mut Command, rel: &str) -> Child {
 
 /// connect() (tcp) or sendto() (udp) from inside cgroup `rel`; "ok" or the errno name.
 pub fn probe(rel: &str, kind: &str, dst: SocketAddr) -> String {
-    let mut cmd = probe_command(kind, dst);
+    probe_with(Path::new(PYTHON), rel, kind, dst)
+}
+
+/// The same probe run by another Python executable (process-aware rules).
+pub fn probe_with(python: &Path, rel: &str, kind: &str, dst: SocketAddr) -> String {
+    let mut cmd = Command::new(python);
+    cmd.args([PROBE, kind, &dst.ip().to_string(), &dst.port().to_string()]);
     let child = in_cgroup(cmd.stdout(Stdio::piped()), rel);
     finish_probe(child)
 }

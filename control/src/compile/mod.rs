@@ -1,7 +1,10 @@
 //! The compiler: a validated [`Config`] to the tables the kernel reads. Pure: no I/O, no clock.
 
+mod binaries;
 mod inbound;
 mod table;
+
+pub use binaries::{BinaryResolutions, CompiledSubject, FileId, pattern_text};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -9,9 +12,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use dataplane_common::{
-    FIRST_RULE_ID, InboundEntry, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT,
-    MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES, MAX_WORKLOADS, RULE_NAME_LEN, RuleMatch, identities,
-    rule_ids, workload_flags,
+    FIRST_RULE_ID, InboundEntry, MAX_BINARIES_PER_SLOT, MAX_EGRESS_ENTRIES_PER_SLOT,
+    MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES, MAX_SUBJECTS_PER_SLOT,
+    MAX_WORKLOADS, RULE_NAME_LEN, RuleMatch, identities, rule_ids, workload_flags,
 };
 use serde::Serialize;
 
@@ -124,6 +127,12 @@ pub struct CompiledPolicy {
     pub rule_ids: RuleIds,
     /// Exact DNS names used in hosts, for the agent to resolve.
     pub dns_names: BTreeSet<String>,
+    /// `spec.binaries` patterns, for the agent to resolve to executable files.
+    pub binary_patterns: BTreeSet<String>,
+    /// Executable file → binary id (`BINARIES`).
+    pub binaries: Vec<(FileId, u32)>,
+    /// Workload × binary subjects (`SUBJECTS`); their ids key egress entries.
+    pub subjects: Vec<CompiledSubject>,
     /// The configuration's warnings followed by the compiler's.
     pub warnings: Diagnostics,
     pub(crate) index: OnceLock<EgressIndex>,
@@ -153,6 +162,36 @@ impl CompiledPolicy {
             .binary_search_by_key(&id, |r| r.id)
             .ok()
             .map(|i| &self.rules[i])
+    }
+
+    /// The flags the kernel sees for a table id: a workload's, or a subject's.
+    pub fn flags_of(&self, id: u32) -> u32 {
+        match self.workload(id) {
+            Some(w) => w.flags,
+            None => self
+                .subjects
+                .iter()
+                .find(|s| s.subject_id == id)
+                .map_or(0, |s| s.flags),
+        }
+    }
+
+    /// The table id the kernel uses for a process of `workload_id` running the executable
+    /// `file`: the workload × binary subject if there is one, else the workload.
+    pub fn subject_of(&self, workload_id: u32, file: Option<FileId>) -> u32 {
+        let binary = file.and_then(|f| {
+            self.binaries
+                .iter()
+                .find(|(b, _)| *b == f)
+                .map(|(_, id)| *id)
+        });
+        binary
+            .and_then(|b| {
+                self.subjects
+                    .iter()
+                    .find(|s| s.workload_id == workload_id && s.binary_id == b)
+            })
+            .map_or(workload_id, |s| s.subject_id)
     }
 
     /// A readable name for any rule id, reserved ones included.
@@ -219,11 +258,29 @@ impl CompiledPolicy {
 }
 
 /// Compiles `config` into kernel tables. `resolved` gives addresses for exact DNS names (names
-/// without an entry match nothing yet); `previous_rule_ids` keeps rule ids stable.
+/// without an entry match nothing yet); `previous_rule_ids` keeps rule ids stable. Policies
+/// scoped to binaries name no executable (see [`compile_with_binaries`]).
 pub fn compile(
     config: &Config,
     settings: &Settings,
     resolved: &Resolutions,
+    previous_rule_ids: &RuleIds,
+) -> Result<CompiledPolicy, Diagnostics> {
+    compile_with_binaries(
+        config,
+        settings,
+        resolved,
+        &BinaryResolutions::new(),
+        previous_rule_ids,
+    )
+}
+
+/// As [`compile`], with the executable files that each `spec.binaries` pattern names now.
+pub fn compile_with_binaries(
+    config: &Config,
+    settings: &Settings,
+    resolved: &Resolutions,
+    binaries: &BinaryResolutions,
     previous_rule_ids: &RuleIds,
 ) -> Result<CompiledPolicy, Diagnostics> {
     let mut diags = config.warnings.clone();
@@ -233,10 +290,9 @@ pub fn compile(
 
     let mut policies: Vec<&EgressPolicy> = config.egress_policies.iter().collect();
     policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-    let policies: Vec<&EgressPolicy> = policies
-        .into_iter()
-        .filter(|p| enforceable(p, &mut diags))
-        .collect();
+    for p in &policies {
+        warn_unresolved_binaries(p, binaries, &mut diags);
+    }
 
     // Rule names, in processing order, and per-policy selection.
     let mut rule_names: Vec<String> = Vec::new();
@@ -247,7 +303,9 @@ pub fn compile(
         let selected: Vec<usize> = (0..workloads.len())
             .filter(|&i| selects(p, &workloads[i], settings))
             .collect();
-        if p.action == Action::Allow {
+        // A policy scoped to binaries selects only their processes: its ALLOW sets the flag
+        // on the workload × binary subjects, not on the workload.
+        if p.action == Action::Allow && p.binaries.is_empty() {
             for &i in &selected {
                 workloads[i].flags |= workload_flags::HAS_ALLOW_POLICY;
             }
@@ -355,11 +413,30 @@ pub fn compile(
         );
     }
 
+    let (binary_files, subjects) =
+        compile_subjects(&policies, &selections, binaries, &mut workloads);
+    if binary_files.len() > MAX_BINARIES_PER_SLOT as usize
+        || subjects.len() > MAX_SUBJECTS_PER_SLOT as usize
+    {
+        let at = policies
+            .iter()
+            .find(|p| !p.binaries.is_empty())
+            .map(|p| p.location.clone());
+        diags.error(
+            at.unwrap_or_else(|| Location::new("<config>", 0)),
+            format!(
+                "binary-scoped policies name {} executables and {} workload × binary subjects; the kernel holds at most {MAX_BINARIES_PER_SLOT} and {MAX_SUBJECTS_PER_SLOT}",
+                binary_files.len(),
+                subjects.len()
+            ),
+        );
+        return Err(sorted(diags));
+    }
     let rule_ids = RuleIds::assign(previous_rule_ids, rule_names.iter().map(String::as_str));
     let mut rules = Vec::with_capacity(rule_names.len());
     let mut table = TableBuilder::default();
     let mut names = rule_names.iter();
-    for (p, selected) in policies.iter().zip(&selections) {
+    for (pi, (p, selected)) in policies.iter().zip(&selections).enumerate() {
         let mut ids = Vec::with_capacity(p.rules.len());
         for (index, rule) in p.rules.iter().enumerate() {
             // Every name was just assigned an id; the guard only keeps this path panic-free.
@@ -380,8 +457,7 @@ pub fn compile(
         }
         let keys_per_rule: Vec<Vec<(u16, Prefix)>> =
             p.rules.iter().map(|r| rule_keys(r, resolved)).collect();
-        for &w in selected {
-            let workload_id = workloads[w].workload_id;
+        for (w, workload_id) in targets(pi, p, selected, &workloads, &subjects) {
             for (keys, &id) in keys_per_rule.iter().zip(&ids) {
                 for &(port, prefix) in keys {
                     table.insert(
@@ -469,6 +545,9 @@ pub fn compile(
         rules,
         rule_ids,
         dns_names,
+        binary_patterns: binaries::patterns(policies.iter().copied()),
+        binaries: binary_files,
+        subjects,
         warnings: diags,
         index: OnceLock::new(),
         inbound_index: OnceLock::new(),
@@ -667,39 +746,100 @@ fn in_scope(
         && labels_match(match_labels, &workload.labels)
 }
 
-/// Decides what to do with a policy whose `binaries` cannot be enforced yet.
-///
-/// An ALLOW policy scoped to some binaries is dropped entirely: keeping it would make it select
-/// the workload and so deny every *other* process of the workload, which is the opposite of what
-/// a binary-scoped allow means. DENY and AUDIT policies are kept without the restriction (they
-/// then apply to every process): that errs on the side of denying, as istiod does for ztunnel.
-fn enforceable(policy: &EgressPolicy, diags: &mut Diagnostics) -> bool {
-    let Some(first) = policy.binaries.first() else {
-        return true;
-    };
-    let loc = Location::new(&policy.location.file, first.line);
-    let id = format!("{}/{}", policy.namespace, policy.name);
-    match policy.action {
-        Action::Allow => {
+/// Warns about binary patterns that name no executable now: the policy applies to no process
+/// until one exists (the agent re-resolves them periodically).
+fn warn_unresolved_binaries(
+    policy: &EgressPolicy,
+    binaries: &BinaryResolutions,
+    diags: &mut Diagnostics,
+) {
+    for b in &policy.binaries {
+        let text = binaries::pattern_text(&b.value);
+        if binaries.get(&text).is_none_or(Vec::is_empty) {
             diags.warning(
-                loc,
+                Location::new(&policy.location.file, b.line),
                 format!(
-                    "EgressPolicy {id}: spec.binaries is not enforced yet; this ALLOW policy is ignored (it neither allows nor restricts anything)"
+                    "EgressPolicy {}/{}: binary `{text}` names no executable file now; the policy applies to it once it exists",
+                    policy.namespace, policy.name
                 ),
             );
-            false
-        }
-        Action::Deny | Action::Audit => {
-            diags.warning(
-                loc,
-                format!(
-                    "EgressPolicy {id}: spec.binaries is not enforced yet; this {} policy applies to every process of the selected workloads",
-                    policy.action.as_str()
-                ),
-            );
-            true
         }
     }
+}
+
+/// The workload × binary subjects, and each executable's binary id (see [`binaries`]).
+fn compile_subjects(
+    policies: &[&EgressPolicy],
+    selections: &[Vec<usize>],
+    resolved: &BinaryResolutions,
+    workloads: &mut [CompiledWorkload],
+) -> (Vec<(FileId, u32)>, Vec<CompiledSubject>) {
+    let classes = binaries::classify(policies, resolved);
+    let mut subjects = Vec::new();
+    let mut next_id = workloads.len() as u32 + 1;
+    for (w, workload) in workloads.iter_mut().enumerate() {
+        for (&binary_id, class) in &classes.policies {
+            let applying: BTreeSet<usize> = class
+                .iter()
+                .copied()
+                .filter(|&pi| selections[pi].contains(&w))
+                .collect();
+            if applying.is_empty() {
+                continue;
+            }
+            let allow = applying
+                .iter()
+                .any(|&pi| policies[pi].action == Action::Allow);
+            workload.flags |= workload_flags::HAS_BINARY_RULES;
+            let flags = workload.flags & workload_flags::HAS_ALLOW_POLICY
+                | if allow {
+                    workload_flags::HAS_ALLOW_POLICY
+                } else {
+                    0
+                };
+            subjects.push(CompiledSubject {
+                workload_id: workload.workload_id,
+                binary_id,
+                subject_id: next_id,
+                flags,
+                policies: applying,
+            });
+            next_id += 1;
+        }
+    }
+    (classes.files, subjects)
+}
+
+/// The table ids policy `pi` writes entries for, with the index of the workload each belongs
+/// to: a policy for every process reaches the workloads it selects and their subjects; a
+/// binary-scoped policy reaches only the subjects of its binaries.
+fn targets(
+    pi: usize,
+    policy: &EgressPolicy,
+    selected: &[usize],
+    workloads: &[CompiledWorkload],
+    subjects: &[CompiledSubject],
+) -> Vec<(usize, u32)> {
+    let index_of = |workload_id: u32| workloads.iter().position(|w| w.workload_id == workload_id);
+    let mut out = Vec::new();
+    if policy.binaries.is_empty() {
+        for &w in selected {
+            out.push((w, workloads[w].workload_id));
+            for s in subjects
+                .iter()
+                .filter(|s| s.workload_id == workloads[w].workload_id)
+            {
+                out.push((w, s.subject_id));
+            }
+        }
+    } else {
+        for s in subjects.iter().filter(|s| s.policies.contains(&pi)) {
+            if let Some(w) = index_of(s.workload_id) {
+                out.push((w, s.subject_id));
+            }
+        }
+    }
+    out
 }
 
 /// Warns about `*.suffix` hosts, which match nothing until in-kernel DNS learning exists.

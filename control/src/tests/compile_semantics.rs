@@ -14,6 +14,7 @@ use crate::{
     Action, CompiledPolicy, Config, EgressPolicy, EgressRule, EgressTarget, Host, HostMatch,
     Location, Prefix, Resolutions, RuleIds, Settings, Verdict, Workload, compile, evaluate,
 };
+use crate::{BinaryResolutions, compile_with_binaries};
 
 const WORKLOADS: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -428,8 +429,8 @@ fn rule_ids_are_stable_across_compiles() {
 
 #[test]
 fn binaries_scoped_policies() {
-    let p = compile_text(&format!(
-        "{}{}",
+    let text = format!(
+        "{WORKLOADS}{}{}{}",
         policy(
             "shop",
             "a",
@@ -440,17 +441,62 @@ fn binaries_scoped_policies() {
             "d",
             "  action: DENY\n  binaries: [/usr/bin/*]\n  rules:\n  - to: [{hosts: [2.2.2.2]}]\n"
         ),
-    ));
-    // The ALLOW policy is dropped entirely: the workload stays default-allow.
-    assert_eq!(decide(&p, "shop/web", "3.3.3.3", 80), DEFAULT_ALLOW);
+        policy(
+            "shop",
+            "gone",
+            "  binaries: [/opt/missing]\n  rules:\n  - {}\n"
+        ),
+    );
+    let config = load(&text);
+    let (curl, wget, other) = ((8, 100), (8, 101), (8, 999));
+    let files: BinaryResolutions = [
+        ("/usr/bin/curl".to_string(), vec![curl]),
+        ("/usr/bin/*".to_string(), vec![curl, wget]),
+    ]
+    .into_iter()
+    .collect();
+    let p = compile_with_binaries(
+        &config,
+        &Settings::default(),
+        &Resolutions::new(),
+        &files,
+        &RuleIds::new(),
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let web = p.workload_by_name("shop", "web").unwrap().workload_id;
+    let as_process = |file, dst: &str| {
+        let id = p.subject_of(web, Some(file));
+        let d = evaluate(&p, id, dst.parse().unwrap(), 80);
+        format!("{} {}", d.verdict, p.rule_name(d.rule_id))
+    };
+    // curl: selected by the ALLOW (only 1.1.1.1) and the DENY.
+    assert_eq!(as_process(curl, "1.1.1.1"), "allow shop/a#0");
+    assert_eq!(as_process(curl, "3.3.3.3"), DEFAULT_DENY);
+    assert_eq!(as_process(curl, "2.2.2.2"), "deny shop/d#0");
+    // wget: only the DENY applies; no ALLOW policy selects it.
+    assert_eq!(as_process(wget, "3.3.3.3"), DEFAULT_ALLOW);
+    assert_eq!(as_process(wget, "2.2.2.2"), "deny shop/d#0");
+    // Any other executable (or an unreadable one): none of the binary-scoped policies.
+    assert_eq!(as_process(other, "2.2.2.2"), DEFAULT_ALLOW);
     assert_eq!(decide(&p, "shop/web", "1.1.1.1", 80), DEFAULT_ALLOW);
-    // The DENY applies to every process.
-    assert_eq!(decide(&p, "shop/web", "2.2.2.2", 80), "deny shop/d#0");
-    assert!(p.rule_ids.id("shop/a#0").is_none());
+    // One file class per distinct policy set; subjects only for workloads the policies select.
+    assert_eq!(p.binaries.len(), 2);
+    assert!(
+        p.subjects
+            .iter()
+            .all(|s| s.workload_id == web || p.workload(s.workload_id).is_some())
+    );
+    assert_ne!(
+        p.workload(web).unwrap().flags & workload_flags::HAS_BINARY_RULES,
+        0
+    );
+    assert_eq!(p.binary_patterns.len(), 3);
     let w = lines(&p.warnings);
-    assert_eq!(w.len(), 2, "{w:?}");
-    assert!(w[0].starts_with("t.yaml:21: warning: EgressPolicy shop/a: spec.binaries is not enforced yet; this ALLOW policy is ignored"), "{w:?}");
-    assert!(w[1].starts_with("t.yaml:30: warning: EgressPolicy shop/d: spec.binaries is not enforced yet; this DENY policy applies to every process"), "{w:?}");
+    assert!(
+        w.iter()
+            .any(|l| l.contains("binary `/opt/missing` names no executable file now")),
+        "{w:?}"
+    );
 }
 
 #[test]

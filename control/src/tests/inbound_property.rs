@@ -396,11 +396,11 @@ fn naive_decision(
     let (verdict, rule_id) = if deny != 0 {
         (Verdict::Deny, deny)
     } else if !has_allow {
-        (Verdict::Allow, rule_ids::DEFAULT_ALLOW)
+        (Verdict::Allow, rule_ids::INBOUND_DEFAULT_ALLOW)
     } else if allow != 0 {
         (Verdict::Allow, allow)
     } else {
-        (Verdict::Deny, rule_ids::DEFAULT_DENY)
+        (Verdict::Deny, rule_ids::INBOUND_DEFAULT_DENY)
     };
     Decision {
         verdict,
@@ -490,8 +490,8 @@ fn inbound_tables_agree_with_direct_evaluation_of_the_model() {
                     }
                     *counts.entry("flows").or_default() += 1;
                     let kind = match (got.verdict, got.rule_id) {
-                        (Verdict::Allow, rule_ids::DEFAULT_ALLOW) => "default allow",
-                        (Verdict::Deny, rule_ids::DEFAULT_DENY) => "default deny",
+                        (Verdict::Allow, rule_ids::INBOUND_DEFAULT_ALLOW) => "default allow",
+                        (Verdict::Deny, rule_ids::INBOUND_DEFAULT_DENY) => "default deny",
                         (Verdict::Allow, _) => "allow rule",
                         (Verdict::Deny, _) => "deny rule",
                     };

@@ -81,8 +81,9 @@ fn decide(p: &CompiledPolicy, server: &str, from: &str, port: u16) -> String {
     s
 }
 
-const DEFAULT_ALLOW: &str = "allow (default allow: no ALLOW policy selects the workload)";
-const DEFAULT_DENY: &str = "deny (default deny: no ALLOW rule matched)";
+const DEFAULT_ALLOW: &str =
+    "allow (inbound default allow: no ALLOW AuthorizationPolicy selects the workload)";
+const DEFAULT_DENY: &str = "deny (inbound default deny: no ALLOW AuthorizationPolicy rule matched)";
 
 #[test]
 fn evaluation_order_truth_table() {

@@ -287,7 +287,9 @@ fn naive_decision(
     let mut policies: Vec<&EgressPolicy> = config
         .egress_policies
         .iter()
-        .filter(|p| !(p.action == Action::Allow && !p.binaries.is_empty()))
+        // The flows come from processes running no named binary: binary-scoped policies never
+        // apply to them.
+        .filter(|p| p.binaries.is_empty())
         .filter(|p| {
             (p.namespace == workload.namespace || p.namespace == settings.root_namespace)
                 && labels_match(&p.match_labels, &workload.labels)

@@ -33,7 +33,7 @@ pub static TSS_RULES: HashMap<TssKey, RuleMatch> =
 
 /// Design C: (dimension, value) → word offset of that value's rule bitmap in `CS_BV_WORDS`.
 #[map(name = "CS_BV_DIMS")]
-pub static BV_DIMS: HashMap<BvDimKey, u32> = HashMap::with_max_entries(CAPACITY, 0);
+pub static BV_DIMS: HashMap<BvDimKey, u32> = HashMap::with_max_entries(4_096, 0);
 
 /// Design C: source prefix → word offset of the bitmap of rules covering it.
 #[map(name = "CS_BV_ADDRS")]

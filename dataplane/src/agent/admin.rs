@@ -99,7 +99,10 @@ async fn explain(
     let Ok(to) = to.parse::<SocketAddr>() else {
         return (StatusCode::BAD_REQUEST, "to= must be IP:PORT").into_response();
     };
-    let mut explanation = match decide(compiled, from, to) {
+    let binary = q
+        .get("binary")
+        .and_then(|b| super::binaries::file_id(std::path::Path::new(b)));
+    let mut explanation = match decide(compiled, from, to, binary) {
         Ok(e) => e,
         Err(e) => return (StatusCode::NOT_FOUND, e.to_string()).into_response(),
     };

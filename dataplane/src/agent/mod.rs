@@ -1,6 +1,7 @@
 //! The node agent: load the kernel side, keep the compiled policy applied, serve the admin API.
 
 mod admin;
+pub mod binaries;
 mod dns;
 mod events;
 mod metrics;

@@ -17,10 +17,14 @@ use dataplane::kernel::{
 use dataplane_common::{FIRST_RULE_ID, WorkloadValue, rule_ids};
 
 use super::{
+    binaries,
     dns::Resolver,
     source::ConfigSource,
     state::{ReloadStatus, Shared, Snapshot, WorkloadStatus, now_rfc3339},
 };
+
+/// How often `spec.binaries` patterns are resolved again (a package upgrade replaces files).
+const BINARY_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Options {
     pub cgroup_root: PathBuf,
@@ -40,6 +44,9 @@ pub struct Reconciler {
     config: Option<control::Config>,
     compiled: Option<Arc<control::CompiledPolicy>>,
     rule_ids: control::RuleIds,
+    /// Executable files of the `spec.binaries` patterns, as last resolved.
+    binaries: control::BinaryResolutions,
+    binaries_checked: tokio::time::Instant,
     workloads: Vec<WorkloadStatus>,
     last_reload: Option<ReloadStatus>,
     last_good: Option<ReloadStatus>,
@@ -72,6 +79,8 @@ impl Reconciler {
             config: None,
             compiled: None,
             rule_ids,
+            binaries: control::BinaryResolutions::new(),
+            binaries_checked: tokio::time::Instant::now(),
             workloads: Vec::new(),
             last_reload: None,
             last_good: None,
@@ -110,6 +119,17 @@ impl Reconciler {
                 return self.apply_config(config, "DNS answer changed").await;
             }
         }
+        if self.binaries_checked.elapsed() >= BINARY_RECHECK {
+            self.binaries_checked = tokio::time::Instant::now();
+            let patterns = self
+                .compiled
+                .as_ref()
+                .map(|c| c.binary_patterns.clone())
+                .unwrap_or_default();
+            if binaries::resolve(&patterns) != self.binaries {
+                return self.apply_config(config, "executable files changed").await;
+            }
+        }
         if self.cgroups_changed() {
             self.apply_config(config, "cgroup appeared or vanished")
                 .await;
@@ -121,7 +141,11 @@ impl Reconciler {
             Ok(c) => c,
             Err(diags) => return self.rejected(trigger, &diags),
         };
-        if self.resolver.refresh(&compiled.dns_names).await {
+        let files = binaries::resolve(&compiled.binary_patterns);
+        let files_changed = files != self.binaries;
+        self.binaries = files;
+        self.binaries_checked = tokio::time::Instant::now();
+        if self.resolver.refresh(&compiled.dns_names).await || files_changed {
             compiled = match self.compile(&config) {
                 Ok(c) => c,
                 Err(diags) => return self.rejected(trigger, &diags),
@@ -163,10 +187,11 @@ impl Reconciler {
         &self,
         config: &control::Config,
     ) -> Result<control::CompiledPolicy, control::Diagnostics> {
-        control::compile(
+        control::compile_with_binaries(
             config,
             &self.opts.settings,
             &self.resolver.resolutions(),
+            &self.binaries,
             &self.rule_ids,
         )
     }
@@ -240,6 +265,18 @@ impl Reconciler {
             .workloads
             .iter()
             .map(|w| (w.workload_id, w.flags))
+            .collect();
+        generation.binaries = compiled.binaries.clone();
+        generation.subjects = compiled
+            .subjects
+            .iter()
+            .map(|s| {
+                let value = WorkloadValue {
+                    workload_id: s.subject_id,
+                    flags: s.flags,
+                };
+                ((s.workload_id, s.binary_id), value)
+            })
             .collect();
         generation.identities = compiled
             .identities

@@ -24,6 +24,9 @@ pub struct ExplainArgs {
     /// DNS name the destination was reached by (treated as resolving to the --to address).
     #[arg(long)]
     host: Option<String>,
+    /// Executable of the connecting process, for EgressPolicies scoped to spec.binaries.
+    #[arg(long)]
+    binary: Option<PathBuf>,
     /// Compile this config instead of asking the running agent.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -72,14 +75,25 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
             if let Some(host) = &args.host {
                 names.insert(normalize_host(host), vec![args.to.ip()]);
             }
-            let compiled = control::compile(
+            let patterns: Vec<String> = config
+                .egress_policies
+                .iter()
+                .flat_map(|p| &p.binaries)
+                .map(|b| control::pattern_text(&b.value))
+                .collect();
+            let compiled = control::compile_with_binaries(
                 &config,
                 &args.policy.settings(),
                 &names,
+                &crate::agent::binaries::resolve(&patterns),
                 &control::RuleIds::default(),
             )
             .map_err(|d| anyhow::anyhow!("{d}"))?;
-            decide(&compiled, &args.from, args.to)?
+            let file = args
+                .binary
+                .as_deref()
+                .and_then(crate::agent::binaries::file_id);
+            decide(&compiled, &args.from, args.to, file)?
         }
         None => {
             let mut query = format!(
@@ -89,6 +103,9 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
             );
             if let Some(host) = &args.host {
                 query.push_str(&format!("&host={}", encode(host)));
+            }
+            if let Some(binary) = &args.binary {
+                query.push_str(&format!("&binary={}", encode(&binary.to_string_lossy())));
             }
             let body = client::get(&args.admin, &query)?;
             serde_json::from_str(&body).with_context(|| format!("agent answered: {body}"))?
@@ -137,10 +154,12 @@ pub fn decide(
     compiled: &control::CompiledPolicy,
     from: &str,
     to: SocketAddr,
+    binary: Option<control::FileId>,
 ) -> Result<Explanation> {
     let (source, source_ip) = find_source(compiled, from)?;
     let egress = source.map(|w| {
-        let d = control::evaluate(compiled, w.workload_id, to.ip(), to.port());
+        let subject = compiled.subject_of(w.workload_id, binary);
+        let d = control::evaluate(compiled, subject, to.ip(), to.port());
         step(compiled, d, w, None)
     });
     let server = control::identity_of(compiled, to.ip());

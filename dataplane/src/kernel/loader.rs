@@ -4,15 +4,17 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use aya::maps::{Array, MapData};
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
     programs::{CgroupSockAddr, SkLookup},
 };
-use dataplane_common::{map_names, program_names};
+use dataplane_common::{KernelOffsets, map_names, program_names};
 
 use super::{
     bpffs::PinDir,
+    btf,
     counters::Counters,
     events::EventReader,
     tables::{TableMaps, Tables},
@@ -67,7 +69,10 @@ pub fn load(pin_root: &Path) -> Result<Loaded> {
         egress: take(&mut ebpf, map_names::EGRESS_RULES)?,
         identities: take(&mut ebpf, map_names::IDENTITIES)?,
         inbound: take(&mut ebpf, map_names::INBOUND_RULES)?,
+        binaries: take(&mut ebpf, map_names::BINARIES)?,
+        subjects: take(&mut ebpf, map_names::SUBJECTS)?,
     })?;
+    write_kernel_offsets(take(&mut ebpf, map_names::KERNEL_OFFSETS)?);
     let counters = Counters::new(
         take(&mut ebpf, map_names::RULE_COUNTERS)?,
         take(&mut ebpf, map_names::RULE_NAMES)?,
@@ -89,4 +94,22 @@ pub fn load(pin_root: &Path) -> Result<Loaded> {
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
     ebpf.take_map(name)
         .with_context(|| format!("map {name} missing from the object"))
+}
+
+/// Owner of KERNEL_OFFSETS: the field offsets the programs need to read a task's executable.
+/// Without BTF, process-aware rules cannot be enforced; everything else still is.
+fn write_kernel_offsets(map: Map) {
+    let offsets = match btf::kernel_offsets(Path::new(btf::VMLINUX_BTF)) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no kernel BTF: EgressPolicy spec.binaries cannot be enforced");
+            return;
+        }
+    };
+    let written = Array::<MapData, KernelOffsets>::try_from(map)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut a| a.set(0, &offsets, 0).map_err(anyhow::Error::from));
+    if let Err(e) = written {
+        tracing::warn!(error = %format!("{e:#}"), "cannot write KERNEL_OFFSETS: spec.binaries not enforced");
+    }
 }

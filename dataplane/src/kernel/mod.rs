@@ -2,6 +2,7 @@
 
 pub mod attach;
 pub mod bpffs;
+pub mod btf;
 pub mod cgroup;
 pub mod counters;
 pub mod events;

@@ -1,6 +1,7 @@
-//! Owner of CONFIG, WORKLOADS, EGRESS_RULES, IDENTITIES and INBOUND_RULES. A policy generation
-//! is written into the inactive slot, then CONFIG's `active_slot` flips: every hook sees either the whole old generation or the
-//! whole new one. The old slot is cleared after a grace period longer than any program run.
+//! Owner of CONFIG, WORKLOADS, EGRESS_RULES, IDENTITIES, INBOUND_RULES, BINARIES and SUBJECTS.
+//! A policy generation is written into the inactive slot, then CONFIG's `active_slot` flips:
+//! every hook sees either the whole old generation or the whole new one. The old slot is
+//! cleared after a grace period longer than any program run.
 
 use std::time::Duration;
 
@@ -10,16 +11,17 @@ use aya::maps::{
     lpm_trie::{Key, LpmTrie},
 };
 use dataplane_common::{
-    AddrKey, Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, INBOUND_KEY_FIXED_BITS,
-    InboundEntry, InboundKey, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT,
-    MAX_INBOUND_ENTRIES_PER_SLOT, MAX_WORKLOADS, RuleMatch, WorkloadKey, WorkloadValue,
+    AddrKey, Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, FileKey,
+    INBOUND_KEY_FIXED_BITS, InboundEntry, InboundKey, MAX_BINARIES_PER_SLOT,
+    MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT,
+    MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleMatch, SubjectKey, WorkloadKey, WorkloadValue,
 };
 
 /// Programs run for microseconds; this leaves a wide margin before old entries go.
 pub const GRACE: Duration = Duration::from_millis(50);
 pub const DEFAULT_EVENTS_PER_SEC: u32 = 1000;
 
-/// A complete policy generation, as compiled by `control` and resolved to cgroup ids.
+/// A complete policy generation, as compiled by `control` and resolved to kernel ids.
 #[derive(Clone, Debug, Default)]
 pub struct Generation {
     /// cgroup id → workload (egress source identity).
@@ -28,15 +30,10 @@ pub struct Generation {
     /// Workload address (IPv4-mapped) → workload (peer identity, inbound server).
     pub identities: Vec<([u8; 16], WorkloadValue)>,
     pub inbound: Vec<InboundEntry>,
-}
-
-pub struct Tables {
-    config: Array<MapData, Config>,
-    workloads: HashMap<MapData, WorkloadKey, WorkloadValue>,
-    egress: LpmTrie<MapData, EgressKey, RuleMatch>,
-    identities: HashMap<MapData, AddrKey, WorkloadValue>,
-    inbound: LpmTrie<MapData, InboundKey, RuleMatch>,
-    current: Config,
+    /// Executable (kernel dev, inode) → binary id.
+    pub binaries: Vec<((u64, u64), u32)>,
+    /// (workload id, binary id) → subject.
+    pub subjects: Vec<((u32, u32), WorkloadValue)>,
 }
 
 /// The maps this module owns, as taken from the loaded object.
@@ -46,6 +43,19 @@ pub struct TableMaps {
     pub egress: Map,
     pub identities: Map,
     pub inbound: Map,
+    pub binaries: Map,
+    pub subjects: Map,
+}
+
+pub struct Tables {
+    config: Array<MapData, Config>,
+    workloads: HashMap<MapData, WorkloadKey, WorkloadValue>,
+    egress: LpmTrie<MapData, EgressKey, RuleMatch>,
+    identities: HashMap<MapData, AddrKey, WorkloadValue>,
+    inbound: LpmTrie<MapData, InboundKey, RuleMatch>,
+    binaries: HashMap<MapData, FileKey, u32>,
+    subjects: HashMap<MapData, SubjectKey, WorkloadValue>,
+    current: Config,
 }
 
 impl Tables {
@@ -58,6 +68,8 @@ impl Tables {
             egress: maps.egress.try_into()?,
             identities: maps.identities.try_into()?,
             inbound: maps.inbound.try_into()?,
+            binaries: maps.binaries.try_into()?,
+            subjects: maps.subjects.try_into()?,
             current,
         })
     }
@@ -70,13 +82,8 @@ impl Tables {
     /// Writes `next` into the inactive slot and switches to it. On error nothing changes: the
     /// previous generation stays in force and the half-written slot is cleared.
     pub async fn apply(&mut self, next: &Generation, events_per_sec: u32) -> Result<u64> {
-        if next.workloads.len() > MAX_WORKLOADS as usize {
-            bail!(
-                "{} workloads exceed the kernel table ({MAX_WORKLOADS})",
-                next.workloads.len()
-            );
-        }
         for (what, len, max) in [
+            ("workloads", next.workloads.len(), MAX_WORKLOADS),
             (
                 "egress entries",
                 next.egress.len(),
@@ -91,6 +98,12 @@ impl Tables {
                 "inbound entries",
                 next.inbound.len(),
                 MAX_INBOUND_ENTRIES_PER_SLOT,
+            ),
+            ("binaries", next.binaries.len(), MAX_BINARIES_PER_SLOT),
+            (
+                "workload × binary subjects",
+                next.subjects.len(),
+                MAX_SUBJECTS_PER_SLOT,
             ),
         ] {
             if len > max as usize {
@@ -167,46 +180,58 @@ impl Tables {
                 .insert(&key, &e.rules, 0)
                 .context("write INBOUND_RULES")?;
         }
+        for ((dev, ino), binary_id) in &next.binaries {
+            let key = FileKey {
+                dev: *dev,
+                ino: *ino,
+                slot,
+                _pad: 0,
+            };
+            self.binaries
+                .insert(&key, binary_id, 0)
+                .context("write BINARIES")?;
+        }
+        for ((workload_id, binary_id), value) in &next.subjects {
+            let key = SubjectKey {
+                workload_id: *workload_id,
+                binary_id: *binary_id,
+                slot,
+            };
+            self.subjects
+                .insert(&key, value, 0)
+                .context("write SUBJECTS")?;
+        }
         Ok(())
     }
 
     fn clear_slot(&mut self, slot: u32) -> Result<()> {
-        let stale: Vec<WorkloadKey> = self
-            .workloads
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.slot == slot)
-            .collect();
-        for k in stale {
-            self.workloads.remove(&k).context("clear WORKLOADS")?;
+        // Keys are collected first: deleting while iterating would skip entries.
+        macro_rules! clear {
+            ($map:expr, $in_slot:expr, $name:literal) => {{
+                let stale: Vec<_> = $map
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter($in_slot)
+                    .collect();
+                for k in &stale {
+                    $map.remove(k).context(concat!("clear ", $name))?;
+                }
+            }};
         }
-        let stale: Vec<AddrKey> = self
-            .identities
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.slot == slot)
-            .collect();
-        for k in stale {
-            self.identities.remove(&k).context("clear IDENTITIES")?;
-        }
-        let stale: Vec<Key<EgressKey>> = self
-            .egress
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| u32::from(k.data().slot) == slot)
-            .collect();
-        for k in stale {
-            self.egress.remove(&k).context("clear EGRESS_RULES")?;
-        }
-        let stale: Vec<Key<InboundKey>> = self
-            .inbound
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| u32::from(k.data().slot) == slot)
-            .collect();
-        for k in stale {
-            self.inbound.remove(&k).context("clear INBOUND_RULES")?;
-        }
+        clear!(self.workloads, |k| k.slot == slot, "WORKLOADS");
+        clear!(self.identities, |k| k.slot == slot, "IDENTITIES");
+        clear!(self.binaries, |k| k.slot == slot, "BINARIES");
+        clear!(self.subjects, |k| k.slot == slot, "SUBJECTS");
+        clear!(
+            self.egress,
+            |k| u32::from(k.data().slot) == slot,
+            "EGRESS_RULES"
+        );
+        clear!(
+            self.inbound,
+            |k| u32::from(k.data().slot) == slot,
+            "INBOUND_RULES"
+        );
         Ok(())
     }
 }
