@@ -1,7 +1,9 @@
-//! connect() rate from a governed cgroup with 10 / 1k / 100k egress rules loaded, against the
-//! same cgroup with no program attached, interleaved in one run; plus the verdict's own cost per
-//! run from the kernel's bpf_stats. Run as root:
-//!   cargo bench -p dataplane --bench connect_rate
+//! Connection rate with 10 / 1k / 100k rules loaded against the same path with no program
+//! attached, interleaved in one run, plus each verdict's own cost from the kernel's bpf_stats:
+//! - egress: connect() from a governed cgroup over loopback (cgroup/connect4, mw_connect4);
+//! - inbound: connect() from a client network namespace to a governed server namespace over a
+//!   veth (sk_lookup, mw_sk_lookup), AuthorizationPolicy rules with distinct source blocks.
+//! Run as root:  cargo bench -p dataplane --bench connect_rate
 //! Environment: MESHWARD_BENCH_ROUNDS (default 5), MESHWARD_BENCH_MS per measurement (1000).
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -9,59 +11,108 @@ mod support;
 use std::{
     collections::BTreeMap,
     net::{SocketAddr, TcpListener},
-    process::{Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
-use support::{Agent, CgroupTree, Scratch, in_cgroup};
+use support::{Agent, CgroupTree, NetPair, Scratch, in_cgroup, in_netns};
 
 const CLIENT_ENV: &str = "MESHWARD_BENCH_CLIENT";
+const SERVER_ENV: &str = "MESHWARD_BENCH_SERVER";
+const INBOUND_PORT: u16 = 18300;
+
+/// One experiment: the configs per level and where the client runs.
+struct Experiment<'a> {
+    title: &'a str,
+    program: &'a str,
+    levels: Vec<(&'a str, String)>,
+    target: SocketAddr,
+    place_client: Box<dyn Fn(&mut Command) -> Child + 'a>,
+}
 
 fn main() {
     if let Ok(spec) = std::env::var(CLIENT_ENV) {
         return client(&spec);
     }
+    if let Ok(port) = std::env::var(SERVER_ENV) {
+        return serve(port.parse().expect("port"));
+    }
     support::require_root();
     let rounds: usize = env_or("MESHWARD_BENCH_ROUNDS", 5);
     let ms: u64 = env_or("MESHWARD_BENCH_MS", 1000);
-
-    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let target = server.local_addr().expect("addr");
-    // std listens with a backlog of 128; a full accept queue drops SYNs (1 s retransmit) and
-    // would measure the accept thread instead of connect().
-    // SAFETY: listen(2) again on our own listening socket only raises its backlog.
-    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&server), 4096) };
-    std::thread::spawn(move || {
-        for s in server.incoming() {
-            drop(s);
-        }
-    });
-
-    let cg = CgroupTree::new("bench-connect");
-    let rel = cg.child("client");
-    let scratch = Scratch::new("bench-connect");
-    let levels: [(&str, Option<usize>); 4] = [
-        ("no program", None),
-        ("10 rules", Some(10)),
-        ("1k rules", Some(1_000)),
-        ("100k rules", Some(100_000)),
-    ];
-    let configs: Vec<String> = levels
-        .iter()
-        .map(|(_, n)| config(&rel, target, *n))
-        .collect();
-    let path = scratch.write("policy.yaml", &configs[0]);
-    let mut agent = Agent::start("bench-connect", &path, &["--events-per-sec", "1"]);
+    let sizes = [10, 1_000, 100_000];
     let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enable bpf_stats");
 
+    // Egress: a listener on loopback in this process, the client in a governed cgroup.
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let target = server.local_addr().expect("addr");
+    raise_backlog(&server);
+    std::thread::spawn(move || server.incoming().for_each(drop));
+    let cg = CgroupTree::new("bench-connect");
+    let rel = cg.child("client");
+    let mut levels = vec![("no program", egress_config(&rel, target, None))];
+    for (n, name) in sizes.iter().zip(["10 rules", "1k rules", "100k rules"]) {
+        levels.push((name, egress_config(&rel, target, Some(*n))));
+    }
+    run(
+        &Experiment {
+            title: "egress (cgroup/connect4)",
+            program: "mw_connect4",
+            levels,
+            target,
+            place_client: Box::new(|cmd| in_cgroup(cmd, &rel)),
+        },
+        rounds,
+        ms,
+    );
+
+    // Inbound: server and client in their own network namespaces.
+    let net = NetPair::new("bench-inbound");
+    let server_cgroup = cg.child("server");
+    let exe = std::env::current_exe().expect("own path");
+    let mut server = Command::new(&exe);
+    server.env(SERVER_ENV, INBOUND_PORT.to_string());
+    let mut server = in_netns(&mut server, &net.server_ns, Some(&server_cgroup));
+    std::thread::sleep(Duration::from_millis(300));
+    let target: SocketAddr = format!("{}:{INBOUND_PORT}", net.server_ip)
+        .parse()
+        .expect("addr");
+    let netns = NetPair::netns_path(&net.server_ns);
+    let mut levels = vec![(
+        "no program",
+        inbound_config(&net, &server_cgroup, None, &netns),
+    )];
+    for (n, name) in sizes.iter().zip(["10 rules", "1k rules", "100k rules"]) {
+        levels.push((name, inbound_config(&net, &server_cgroup, Some(*n), &netns)));
+    }
+    let client_ns = net.client_ns.clone();
+    run(
+        &Experiment {
+            title: "inbound (sk_lookup)",
+            program: "mw_sk_lookup",
+            levels,
+            target,
+            place_client: Box::new(move |cmd| in_netns(cmd, &client_ns, None)),
+        },
+        rounds,
+        ms,
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+fn run(exp: &Experiment, rounds: usize, ms: u64) {
+    let scratch = Scratch::new("bench-connect-config");
+    let path = scratch.write("policy.yaml", &exp.levels[0].1);
+    let mut agent = Agent::start("bench-connect", &path, &["--events-per-sec", "1"]);
     let mut rates: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut verdict_ns: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut apply_ms: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
     let mut generation = agent.json("/healthz")["generation"].as_u64().unwrap_or(0);
     for round in 0..rounds {
-        for (i, (name, _)) in levels.iter().enumerate() {
+        for (i, (name, config)) in exp.levels.iter().enumerate() {
             if !(round == 0 && i == 0) {
-                std::fs::write(&path, &configs[i]).expect("write config");
+                std::fs::write(&path, config).expect("write config");
                 let t = Instant::now();
                 let want = generation + 1;
                 let h = agent.wait_until(name, |h| h["generation"].as_u64() == Some(want));
@@ -72,35 +123,39 @@ fn main() {
                 assert_eq!(h["status"], "ok", "{h}");
                 generation = want;
             }
-            let before = connect4_stats();
-            let rate = measure(&rel, target, ms);
-            let after = connect4_stats();
+            let before = program_stats(exp.program);
+            let rate = measure(exp, ms);
+            let after = program_stats(exp.program);
             rates.entry(i).or_default().push(rate);
             if after.1 > before.1 {
-                verdict_ns
-                    .entry(i)
-                    .or_default()
-                    .push((after.0 - before.0) as f64 / (after.1 - before.1) as f64);
+                let ns = (after.0 - before.0) as f64 / (after.1 - before.1) as f64;
+                verdict_ns.entry(i).or_default().push(ns);
             }
-            eprintln!("round {round} {name:>11}: {rate:>9.0} connects/s");
+            eprintln!(
+                "{} round {round} {name:>11}: {rate:>9.0} connects/s",
+                exp.title
+            );
         }
     }
     let base = median(&rates[&0]);
+    println!("\n{}: median of {rounds} rounds\n", exp.title);
     println!(
-        "| rules loaded | connects/s (median of {rounds}) | ratio to no program | verdict ns/run (bpf_stats) | reload to live, ms |"
+        "| rules loaded | connects/s | ratio to no program | verdict ns/run (bpf_stats) | reload to live, ms |"
     );
     println!("|---|---|---|---|---|");
-    for (i, (name, _)) in levels.iter().enumerate() {
+    for (i, (name, _)) in exp.levels.iter().enumerate() {
         let r = median(&rates[&i]);
-        let ns = verdict_ns
-            .get(&i)
-            .map(|v| format!("{:.0}", median(v)))
-            .unwrap_or_else(|| "—".into());
-        let ap = apply_ms
-            .get(&i)
-            .map(|v| format!("{:.0}", median(v)))
-            .unwrap_or_else(|| "—".into());
-        println!("| {name} | {r:.0} | {:.3} | {ns} | {ap} |", r / base);
+        let fmt = |m: &BTreeMap<usize, Vec<f64>>| {
+            m.get(&i)
+                .map(|v| format!("{:.0}", median(v)))
+                .unwrap_or_else(|| "—".into())
+        };
+        println!(
+            "| {name} | {r:.0} | {:.3} | {} | {} |",
+            r / base,
+            fmt(&verdict_ns),
+            fmt(&apply_ms)
+        );
     }
 }
 
@@ -117,9 +172,16 @@ fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// The policy: `n` ALLOW rules for the workload (one of them the benchmark's target), or the
-/// workload with no cgroup annotation (no program attached to the cgroup).
-fn config(rel: &str, target: SocketAddr, n: Option<usize>) -> String {
+/// std listens with a backlog of 128; a full accept queue drops SYNs (1 s retransmit) and
+/// would measure the accept loop instead of connect().
+fn raise_backlog(l: &TcpListener) {
+    // SAFETY: listen(2) again on our own listening socket only raises its backlog.
+    unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(l), 4096) };
+}
+
+/// `n` ALLOW rules for the workload (one of them the benchmark's target), or the workload with
+/// no cgroup annotation (no program attached to the cgroup).
+fn egress_config(rel: &str, target: SocketAddr, n: Option<usize>) -> String {
     let Some(n) = n else {
         return "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: client\n  namespace: bench\nspec:\n  labels:\n    app: client\n".into();
     };
@@ -132,36 +194,79 @@ fn config(rel: &str, target: SocketAddr, n: Option<usize>) -> String {
     ));
     for i in 1..n {
         s.push_str(&format!(
-            "  - to:\n    - hosts: [\"10.{}.{}.{}\"]\n      ports: [443]\n",
-            (i >> 16) & 255,
-            (i >> 8) & 255,
-            i & 255
+            "  - to:\n    - hosts: [\"{}\"]\n      ports: [443]\n",
+            filler_ip(i)
         ));
     }
     s
 }
 
-/// Summed (run_time_ns, run_cnt) of every loaded mw_connect4 program.
-fn connect4_stats() -> (u64, u64) {
+/// `n` ALLOW AuthorizationPolicy rules for the server (one admits the client's address), or the
+/// server without a netns annotation (no sk_lookup attached).
+fn inbound_config(
+    net: &NetPair,
+    cgroup: &str,
+    n: Option<usize>,
+    netns: &std::path::Path,
+) -> String {
+    let netns_line = match n {
+        Some(_) => format!("    meshward.io/netns: {}\n", netns.display()),
+        None => String::new(),
+    };
+    let mut s = format!(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: server\n  namespace: bench\n  annotations:\n    meshward.io/cgroup: {cgroup}\n{netns_line}spec:\n  address: {}\n  labels:\n    app: server\n---\n",
+        net.server_ip
+    );
+    let Some(n) = n else { return s };
+    s.push_str("apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: many\n  namespace: bench\nspec:\n  action: ALLOW\n  rules:\n");
+    s.push_str(&format!(
+        "  - from:\n    - source:\n        ipBlocks: [\"{}\"]\n    to:\n    - operation:\n        ports: [\"{INBOUND_PORT}\"]\n",
+        net.client_ip
+    ));
+    for i in 1..n {
+        s.push_str(&format!(
+            "  - from:\n    - source:\n        ipBlocks: [\"{}\"]\n",
+            filler_ip(i)
+        ));
+    }
+    s
+}
+
+/// Distinct addresses that no benchmark traffic uses (they only fill the tables).
+fn filler_ip(i: usize) -> String {
+    format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
+}
+
+/// Summed (run_time_ns, run_cnt) of every loaded program with this name.
+fn program_stats(name: &str) -> (u64, u64) {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter(|p| p.name_as_str() == Some("mw_connect4"))
+        .filter(|p| p.name_as_str() == Some(name))
         .fold((0, 0), |(t, c), p| {
             (t + p.run_time().as_nanos() as u64, c + p.run_count())
         })
 }
 
-/// Runs the client inside the cgroup for `ms` and returns connects per second.
-fn measure(rel: &str, target: SocketAddr, ms: u64) -> f64 {
+/// Runs the client where the experiment places it for `ms` and returns connects per second.
+fn measure(exp: &Experiment, ms: u64) -> f64 {
     let exe = std::env::current_exe().expect("own path");
     let mut cmd = Command::new(exe);
-    cmd.env(CLIENT_ENV, format!("{target},{ms}"))
+    cmd.env(CLIENT_ENV, format!("{},{ms}", exp.target))
         .stdout(Stdio::piped());
-    let out = in_cgroup(&mut cmd, rel).wait_with_output().expect("client");
+    let out = (exp.place_client)(&mut cmd)
+        .wait_with_output()
+        .expect("client");
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
         .unwrap_or_else(|_| panic!("client failed: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Server mode (inside the server namespace): accept and drop, with a deep accept queue.
+fn serve(port: u16) {
+    let l = TcpListener::bind(("0.0.0.0", port)).expect("bind");
+    raise_backlog(&l);
+    l.incoming().for_each(drop);
 }
 
 /// Client mode: connect + close (RST, so no TIME_WAIT pile-up) in a loop; prints connects/s.
