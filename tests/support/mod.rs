@@ -284,13 +284,18 @@ impl Agent {
         serde_json::from_str(&self.get(path)).expect("JSON from admin endpoint")
     }
 
-    /// Waits (up to 30 s) until /healthz satisfies `pred`; panics with the agent's log otherwise.
+    /// Waits (30 s, or MESHWARD_WAIT_SECS) until /healthz satisfies `pred`; panics with the
+    /// agent's log otherwise.
     pub fn wait_until(
         &mut self,
         what: &str,
         pred: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let limit = std::env::var("MESHWARD_WAIT_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30);
+        let deadline = Instant::now() + Duration::from_secs(limit);
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!(
