@@ -6,6 +6,11 @@
 //! sides agree byte for byte.
 #![no_std]
 
+pub mod posture;
+// Range checks are written out as comparisons: the same code is compiled for the BPF target.
+#[allow(clippy::manual_range_contains)]
+pub mod tls;
+
 /// Map names as they appear in the object file and under the pin directory.
 pub mod map_names {
     pub const CONFIG: &str = "MW_CONFIG";
@@ -21,6 +26,11 @@ pub mod map_names {
     pub const BINARIES: &str = "MW_BINARIES";
     pub const SUBJECTS: &str = "MW_SUBJECTS";
     pub const KERNEL_OFFSETS: &str = "MW_KERNEL_OFFSETS";
+    /// Full-length (/128 in the IPv4-mapped space) entries of `EGRESS_RULES`, split off into an
+    /// exact-match hash probed before the trie.
+    pub const EGRESS_EXACT: &str = "MW_EGRESS_EXACT";
+    /// Full-length entries of `INBOUND_RULES`, likewise.
+    pub const INBOUND_EXACT: &str = "MW_INBOUND_EXACT";
 }
 
 /// Program names (the Rust function names in `dataplane-ebpf`).
@@ -39,6 +49,11 @@ pub const MAX_EGRESS_ENTRIES_PER_SLOT: u32 = 262_144;
 pub const MAX_RULES: u32 = 262_144;
 /// Inbound table entries per generation slot; the trie holds two slots.
 pub const MAX_INBOUND_ENTRIES_PER_SLOT: u32 = 262_144;
+/// Full-length egress entries per generation slot (`EGRESS_EXACT`, two slots). As large as the
+/// trie's slot, so every table that fits the trie fits whatever its split.
+pub const MAX_EGRESS_EXACT_PER_SLOT: u32 = MAX_EGRESS_ENTRIES_PER_SLOT;
+/// Full-length inbound entries per generation slot (`INBOUND_EXACT`, two slots).
+pub const MAX_INBOUND_EXACT_PER_SLOT: u32 = MAX_INBOUND_ENTRIES_PER_SLOT;
 /// Workload addresses (identity by IP) per generation slot.
 pub const MAX_IDENTITIES_PER_SLOT: u32 = 65_536;
 pub const EVENTS_RING_BYTES: u32 = 256 * 1024;
@@ -149,6 +164,10 @@ pub struct WorkloadValue {
     pub flags: u32,
 }
 
+/// `prefix_len` of a compiled entry that names one address (/32 IPv4, /128 IPv6, in the
+/// IPv4-mapped space): such entries go to the exact-match maps (`EGRESS_EXACT`, `INBOUND_EXACT`).
+pub const FULL_PREFIX_LEN: u8 = 128;
+
 /// Bits of [`EgressKey`] that are always matched in full: workload, port, slot, reserved.
 pub const EGRESS_KEY_FIXED_BITS: u32 = 64;
 /// Prefix length for an exact lookup of one address.
@@ -157,6 +176,8 @@ pub const EGRESS_KEY_FULL_BITS: u32 = EGRESS_KEY_FIXED_BITS + 128;
 /// `EGRESS_RULES` (LPM trie) key data. The prefix covers the fixed fields, then `addr` bits.
 /// IPv4 destinations are stored IPv4-mapped (`::ffff:a.b.c.d`), so one trie serves both families.
 /// `port` 0 means "any port": the kernel looks up the exact port and port 0, and merges.
+/// Also the `EGRESS_EXACT` (hash) key, with `addr` in full: user space stores full-length entries
+/// there instead of in the trie, and the kernel probes it first (a hit is the longest match).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct EgressKey {
@@ -211,6 +232,8 @@ pub const INBOUND_KEY_FULL_BITS: u32 = INBOUND_KEY_FIXED_BITS + 128;
 /// port); the first group with a match decides. Every group holds a `::/0` entry, and the
 /// compiler makes each group complete (it already includes the rules of the wider groups that
 /// apply to it), so negated fields (notPorts, notPrincipals, notIpBlocks) need no fallback.
+/// Also the `INBOUND_EXACT` (hash) key, with `addr` in full: within each group the kernel probes
+/// it first, and walks the trie (which then holds only the shorter prefixes) on a miss.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct InboundKey {

@@ -9,6 +9,11 @@ mod identity;
 mod inbound;
 mod inbound_table;
 mod maps;
+mod posture_conn;
+mod posture_maps;
+mod posture_parse;
+mod posture_sockops;
+mod posture_stream;
 mod process;
 mod verdict;
 

@@ -2,14 +2,16 @@
 //! Maps are pinned by name so a restarted agent adopts them (and the programs keep enforcing).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
 };
 use dataplane_common::{
     AddrKey, Config, EVENTS_RING_BYTES, EgressKey, EventBudget, FileKey, InboundKey, KernelOffsets,
-    MAX_BINARIES_PER_SLOT, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT,
-    MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES, MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleCounters,
-    RuleMatch, RuleName, SubjectKey, WorkloadKey, WorkloadValue, stats,
+    MAX_BINARIES_PER_SLOT, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_EGRESS_EXACT_PER_SLOT,
+    MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT, MAX_INBOUND_EXACT_PER_SLOT, MAX_RULES,
+    MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleCounters, RuleMatch, RuleName, SubjectKey,
+    WorkloadKey, WorkloadValue, stats,
 };
 
 /// Owner: dataplane::tables (writes the active slot last, after both tables are complete).
@@ -25,6 +27,13 @@ pub static WORKLOADS: HashMap<WorkloadKey, WorkloadValue> = HashMap::pinned(MAX_
 pub static EGRESS_RULES: LpmTrie<EgressKey, RuleMatch> =
     LpmTrie::pinned(MAX_EGRESS_ENTRIES_PER_SLOT * 2, 0);
 
+/// Owner: dataplane::tables. (workload, port, slot, full address) → matching rules: the
+/// full-length entries, kept out of EGRESS_RULES and probed before it. Not preallocated: memory
+/// follows the entries (plus the bucket array).
+#[map(name = "MW_EGRESS_EXACT")]
+pub static EGRESS_EXACT: HashMap<EgressKey, RuleMatch> =
+    HashMap::pinned(MAX_EGRESS_EXACT_PER_SLOT * 2, BPF_F_NO_PREALLOC);
+
 /// Owner: dataplane::tables. Workload address (+ slot) → workload: the peer identity of a
 /// connection, and the server side of inbound connections.
 #[map(name = "MW_IDENTITIES")]
@@ -36,6 +45,13 @@ pub static IDENTITIES: HashMap<AddrKey, WorkloadValue> =
 #[map(name = "MW_INBOUND_RULES")]
 pub static INBOUND_RULES: LpmTrie<InboundKey, RuleMatch> =
     LpmTrie::pinned(MAX_INBOUND_ENTRIES_PER_SLOT * 2, 0);
+
+/// Owner: dataplane::tables. (server workload, source identity, port, slot, full source address)
+/// → matching rules: the full-length entries, kept out of INBOUND_RULES and probed first in each
+/// group. Not preallocated.
+#[map(name = "MW_INBOUND_EXACT")]
+pub static INBOUND_EXACT: HashMap<InboundKey, RuleMatch> =
+    HashMap::pinned(MAX_INBOUND_EXACT_PER_SLOT * 2, BPF_F_NO_PREALLOC);
 
 /// Owner: dataplane::tables. Executable (device, inode) + slot → binary id.
 #[map(name = "MW_BINARIES")]

@@ -1,5 +1,5 @@
 //! Classifier study (issue 3): wildcard inbound rules (workload, identity, port, source prefix)
-//! looked up without a TCAM, three kernel designs with the same semantics, timed by
+//! looked up without a TCAM, four kernel designs with the same semantics, timed by
 //! BPF_PROG_TEST_RUN through XDP wrappers (`dataplane-ebpf/src/study`). Run as root:
 //!   cargo bench -p dataplane --bench classifier
 //! Environment: MESHWARD_BENCH_ROUNDS (default 5), MESHWARD_BENCH_MS per measurement (100).
@@ -61,8 +61,9 @@ struct Level {
     model: model::Model,
     /// (name, first query index, count) of each mix.
     mixes: Vec<(&'static str, u32, u32)>,
-    /// Mean lookups per verdict of each mix: (A's LPM probes, B's hash probes).
-    probes: BTreeMap<&'static str, (f64, f64)>,
+    /// Mean lookups per verdict of each mix: (A's LPM probes, A''s hash + LPM probes, B's hash
+    /// probes).
+    probes: BTreeMap<&'static str, (f64, f64, f64)>,
     /// ns per run, per (program, mix), one per round.
     runs: BTreeMap<(Design, &'static str), Vec<f64>>,
 }
@@ -125,12 +126,12 @@ impl Level {
             .iter()
             .map(|&(mix, first, count)| {
                 let queries = &study.queries()[first as usize..(first + count) as usize];
-                let (a, b) = queries.iter().fold((0, 0), |(a, b), q| {
-                    let (qa, qb) = model.probes(q, &shapes);
-                    (a + qa, b + qb)
+                let (a, ax, b) = queries.iter().fold((0, 0, 0), |(a, ax, b), q| {
+                    let (qa, qax, qb) = model.probes(q, &shapes);
+                    (a + qa, ax + qax, b + qb)
                 });
                 let n = queries.len() as f64;
-                (mix, (a as f64 / n, b as f64 / n))
+                (mix, (a as f64 / n, ax as f64 / n, b as f64 / n))
             })
             .collect();
         Level {
@@ -406,7 +407,7 @@ mod rules {
 mod model {
     use std::collections::{BTreeSet, HashMap};
 
-    use dataplane_common::{InboundEntry, RuleMatch, identities};
+    use dataplane_common::{FULL_PREFIX_LEN, InboundEntry, RuleMatch, identities};
 
     use crate::abi::StudyQuery;
 
@@ -448,8 +449,9 @@ mod model {
 
     impl Model {
         /// Lookups one verdict for `q` costs: (A's LPM probes: groups tried until one has a
-        /// match, B's hash probes: shapes, in priority order, tried until one hits).
-        pub fn probes(&self, q: &StudyQuery, shapes: &[(usize, u8)]) -> (usize, usize) {
+        /// match; A''s probes: per group tried, one hash probe, plus one LPM walk unless it hit;
+        /// B's hash probes: shapes, in priority order, tried until one hits).
+        pub fn probes(&self, q: &StudyQuery, shapes: &[(usize, u8)]) -> (usize, usize, usize) {
             let groups = groups(q);
             let hits = |group: usize, len: u8| {
                 let (identity, port) = groups[group];
@@ -459,11 +461,22 @@ mod model {
             let a = (0..4)
                 .position(|g| self.lengths.iter().any(|&len| hits(g, len)))
                 .map_or(4, |g| g + 1);
+            let mut a_exact = 0;
+            for g in 0..4 {
+                a_exact += 1;
+                if hits(g, FULL_PREFIX_LEN) {
+                    break;
+                }
+                a_exact += 1;
+                if self.lengths.iter().any(|&len| hits(g, len)) {
+                    break;
+                }
+            }
             let b = shapes
                 .iter()
                 .position(|&(g, len)| hits(g, len))
                 .map_or(shapes.len(), |i| i + 1);
-            (a, b)
+            (a, a_exact, b)
         }
     }
 
@@ -510,7 +523,7 @@ mod design {
         programs::Xdp,
     };
     use dataplane_common::{
-        INBOUND_KEY_FIXED_BITS, InboundEntry, InboundKey, RuleMatch, identities,
+        FULL_PREFIX_LEN, INBOUND_KEY_FIXED_BITS, InboundEntry, InboundKey, RuleMatch, identities,
     };
 
     use crate::{
@@ -533,8 +546,11 @@ mod design {
         Baseline,
         /// The wrapper without a lookup: packet read, query fetch, verdict write.
         FetchOnly,
-        /// A: production LPM trie, complete groups, up to 4 probes.
+        /// A: one LPM trie, complete groups, up to 4 walks (production until A').
         LpmGroups,
+        /// A': the production lookup: per group an exact-match hash of the full-length entries,
+        /// then the trie of the others on a miss.
+        ExactLpm,
         /// B: tuple-space search, one probe per shape.
         TupleSpace,
         /// C: bitmap intersection.
@@ -547,6 +563,7 @@ mod design {
                 Design::Baseline => "cs_baseline",
                 Design::FetchOnly => "cs_fetch_only",
                 Design::LpmGroups => "cs_lpm_groups",
+                Design::ExactLpm => "cs_exact_lpm",
                 Design::TupleSpace => "cs_tuple_space",
                 Design::Bitmap => "cs_bitmap",
             }
@@ -557,6 +574,7 @@ mod design {
                 Design::Baseline => "baseline (returns at once)",
                 Design::FetchOnly => "wrapper, no lookup",
                 Design::LpmGroups => "A: LPM groups",
+                Design::ExactLpm => "A': exact + LPM",
                 Design::TupleSpace => "B: tuple space",
                 Design::Bitmap => "C: bitmap AND",
             }
@@ -578,11 +596,42 @@ mod design {
         programs: BTreeMap<Design, RawFd>,
         queries: Vec<StudyQuery>,
         lpm: LpmTrie<MapData, InboundKey, RuleMatch>,
+        exact: ExactLpm,
         tss: TupleSpace,
         pub shapes: usize,
         pub bitmap_note: Option<String>,
         pub memory: BTreeMap<Design, u64>,
         pub updates: BTreeMap<Design, UpdateTimes>,
+    }
+
+    /// Design A''s maps, split as `dataplane::kernel::tables` splits the production ones.
+    struct ExactLpm {
+        exact: HashMap<MapData, InboundKey, RuleMatch>,
+        lpm: LpmTrie<MapData, InboundKey, RuleMatch>,
+    }
+
+    impl ExactLpm {
+        fn insert(&mut self, e: &InboundEntry) {
+            let key = lpm_key(e);
+            if e.prefix_len == FULL_PREFIX_LEN {
+                self.exact
+                    .insert(&key.data(), &e.rules, 0)
+                    .expect("write CS_EXACT_RULES");
+            } else {
+                self.lpm
+                    .insert(&key, &e.rules, 0)
+                    .expect("write CS_EXACT_LPM");
+            }
+        }
+
+        fn remove(&mut self, e: &InboundEntry) {
+            let key = lpm_key(e);
+            if e.prefix_len == FULL_PREFIX_LEN {
+                self.exact.remove(&key.data()).expect("remove (A')");
+            } else {
+                self.lpm.remove(&key).expect("remove (A')");
+            }
+        }
     }
 
     struct TupleSpace {
@@ -613,6 +662,7 @@ mod design {
                 Design::Baseline,
                 Design::FetchOnly,
                 Design::LpmGroups,
+                Design::ExactLpm,
                 Design::TupleSpace,
             ];
             if build_bitmap {
@@ -643,6 +693,16 @@ mod design {
             }
             let lpm_full = started.elapsed();
 
+            let mut exact = ExactLpm {
+                exact: take(&mut ebpf, "CS_EXACT_RULES"),
+                lpm: take(&mut ebpf, "CS_EXACT_LPM"),
+            };
+            let started = Instant::now();
+            for e in entries {
+                exact.insert(e);
+            }
+            let exact_full = started.elapsed();
+
             let mut tss = TupleSpace {
                 rules: take(&mut ebpf, "CS_TSS_RULES"),
                 shapes: take(&mut ebpf, "CS_TSS_SHAPES"),
@@ -655,6 +715,10 @@ mod design {
 
             let mut memory = BTreeMap::new();
             memory.insert(Design::LpmGroups, memlock(&lpm));
+            memory.insert(
+                Design::ExactLpm,
+                memlock(&exact.exact) + memlock(&exact.lpm),
+            );
             memory.insert(
                 Design::TupleSpace,
                 memlock(&tss.rules) + memlock(&tss.shapes) + memlock(&tss.count),
@@ -691,18 +755,27 @@ mod design {
                 programs,
                 queries: queries.to_vec(),
                 lpm,
+                exact,
                 tss,
                 shapes,
                 bitmap_note,
                 memory,
                 updates,
             };
-            let (lpm_one, tss_one, tss_new) = study.time_one_rule_changes(entries);
+            let (lpm_one, exact_one, tss_one, tss_new) = study.time_one_rule_changes(entries);
             study.updates.insert(
                 Design::LpmGroups,
                 UpdateTimes {
                     full: lpm_full,
                     one_rule: lpm_one,
+                    one_rule_new_shape: None,
+                },
+            );
+            study.updates.insert(
+                Design::ExactLpm,
+                UpdateTimes {
+                    full: exact_full,
+                    one_rule: exact_one,
                     one_rule_new_shape: None,
                 },
             );
@@ -766,12 +839,13 @@ mod design {
             f64::from(ns)
         }
 
-        /// Medians of one-rule additions (each removed again untimed): A; B into an existing
-        /// shape; B with a new shape (group (identity, port), /27: not in any generated set).
+        /// Medians of one-rule additions (each removed again untimed): A; A' (a /32: its hash);
+        /// B into an existing shape; B with a new shape (group (identity, port), /27: not in any
+        /// generated set).
         fn time_one_rule_changes(
             &mut self,
             entries: &[InboundEntry],
-        ) -> (Duration, Duration, Duration) {
+        ) -> (Duration, Duration, Duration, Duration) {
             // A /32 in the (identity, port) group: the fresh /32s below add to it, never replace.
             let template = entries
                 .iter()
@@ -798,7 +872,8 @@ mod design {
                 prefix_len,
                 ..template
             };
-            let (mut a, mut b, mut b_new) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut a, mut ax, mut b, mut b_new) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for i in 0..200 {
                 let e = fresh(i, template.prefix_len);
                 let started = Instant::now();
@@ -807,6 +882,11 @@ mod design {
                     .expect("add one rule (A)");
                 a.push(started.elapsed());
                 self.lpm.remove(&lpm_key(&e)).expect("remove it");
+
+                let started = Instant::now();
+                self.exact.insert(&e);
+                ax.push(started.elapsed());
+                self.exact.remove(&e);
 
                 let started = Instant::now();
                 let new_shape = self.tss.add(&e);
@@ -823,6 +903,7 @@ mod design {
             }
             (
                 median_duration(a),
+                median_duration(ax),
                 median_duration(b),
                 median_duration(b_new),
             )
@@ -1167,7 +1248,12 @@ mod test_run {
 mod report {
     use crate::{Level, design::Design};
 
-    const LOOKUPS: [Design; 3] = [Design::LpmGroups, Design::TupleSpace, Design::Bitmap];
+    const LOOKUPS: [Design; 4] = [
+        Design::LpmGroups,
+        Design::ExactLpm,
+        Design::TupleSpace,
+        Design::Bitmap,
+    ];
 
     pub fn scaling(levels: &[Level]) {
         println!("\n### ns per verdict (BPF_PROG_TEST_RUN, median of rounds)\n");
@@ -1177,7 +1263,7 @@ mod report {
         );
         println!(
             "| rules | entries | B shapes | empty prog | wrapper | design | hot | match | miss | \
-             probes A (match, miss) | probes B (match, miss) |"
+             probes A, A' (match, miss) | probes B (match, miss) |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for level in levels {
@@ -1188,9 +1274,9 @@ mod report {
                     .probes
                     .get(mix)
                     .copied()
-                    .unwrap_or((f64::NAN, f64::NAN))
+                    .unwrap_or((f64::NAN, f64::NAN, f64::NAN))
             };
-            let ((am, bm), (ax, bx)) = (probes("match"), probes("miss"));
+            let ((am, a2m, bm), (ax, a2x, bx)) = (probes("match"), probes("miss"));
             for (i, design) in LOOKUPS.into_iter().enumerate() {
                 let head = if i == 0 {
                     format!(
@@ -1216,6 +1302,7 @@ mod report {
                 };
                 let probes = match design {
                     Design::LpmGroups => format!("{am:.2}, {ax:.2} | |"),
+                    Design::ExactLpm => format!("{a2m:.2}, {a2x:.2} | |"),
                     Design::TupleSpace => format!("| {bm:.2}, {bx:.2} |"),
                     _ => "| |".into(),
                 };
@@ -1229,7 +1316,7 @@ mod report {
         );
         println!("| design | mix | raw ratio | net ratio |");
         println!("|---|---|---|---|");
-        for design in [Design::LpmGroups, Design::TupleSpace] {
+        for design in [Design::LpmGroups, Design::ExactLpm, Design::TupleSpace] {
             for mix in ["hot", "match", "miss"] {
                 let at = |l: &Level, net: bool| {
                     let v = l.median(design, mix).unwrap_or(f64::NAN);
@@ -1274,7 +1361,7 @@ mod report {
         }
         let (first, last) = (&levels[0], &levels[levels.len() - 1]);
         let added = (last.entries.len() - first.entries.len()) as f64;
-        for design in [Design::LpmGroups, Design::TupleSpace] {
+        for design in [Design::LpmGroups, Design::ExactLpm, Design::TupleSpace] {
             let grow = last.study.memory[&design] as f64 - first.study.memory[&design] as f64;
             println!(
                 "\n{}: {:.0} bytes per added entry.",
@@ -1287,20 +1374,23 @@ mod report {
     pub fn adversarial(levels: &[Level]) {
         println!("\n### Adversarial: many wildcard shapes, queries that miss every shape\n");
         println!(
-            "| prefix lengths | shapes (B) | entries | A net ns | B net ns | C net ns | B / A |"
+            "| prefix lengths | shapes (B) | entries | A net ns | A' net ns | B net ns | C net ns | \
+             B / A |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|");
         for level in levels {
             let fetch = level.median(Design::FetchOnly, "any").unwrap_or(f64::NAN);
             let net = |d| level.median(d, "miss").map(|v| v - fetch);
             let (a, b) = (net(Design::LpmGroups), net(Design::TupleSpace));
+            let a2 = net(Design::ExactLpm);
             let c = net(Design::Bitmap).map_or("—".into(), |v| format!("{v:.1}"));
             println!(
-                "| {} | {} | {} | {:.1} | {:.1} | {c} | {:.1} |",
+                "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {c} | {:.1} |",
                 level.study.shapes / 4,
                 level.study.shapes,
                 level.entries.len(),
                 a.unwrap_or(f64::NAN),
+                a2.unwrap_or(f64::NAN),
                 b.unwrap_or(f64::NAN),
                 b.unwrap_or(f64::NAN) / a.unwrap_or(f64::NAN)
             );

@@ -4,7 +4,10 @@
 //!
 //! - `cs_baseline`: returns at once (the per-run overhead of test_run itself);
 //! - `cs_fetch_only`: the wrappers' own work (read the packet, pick the next query) and no lookup;
-//! - `cs_lpm_groups`: design A, the production lookup (`../inbound_table.rs`, not a copy);
+//! - `cs_lpm_groups`: design A, the LPM trie alone (`../inbound_table.rs`'s `lookup_in` without a
+//!   hash: the production lookup before the exact-match split);
+//! - `cs_exact_lpm`: design A', the production lookup (`../inbound_table.rs`, not a copy): an
+//!   exact-match hash of the full-length entries in front of each group's trie walk;
 //! - `cs_tuple_space`: design B; `cs_bitmap`: design C.
 #![no_std]
 #![no_main]
@@ -36,6 +39,21 @@ pub fn cs_fetch_only(ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn cs_lpm_groups(ctx: XdpContext) -> u32 {
+    wrapper::classify(&ctx, |q| {
+        inbound_table::lookup_in(
+            None,
+            &maps::LPM_RULES,
+            q.workload_id,
+            q.identity,
+            0,
+            q.addr,
+            q.port,
+        )
+    })
+}
+
+#[xdp]
+pub fn cs_exact_lpm(ctx: XdpContext) -> u32 {
     wrapper::classify(&ctx, |q| {
         inbound_table::lookup(q.workload_id, q.identity, 0, q.addr, q.port)
     })

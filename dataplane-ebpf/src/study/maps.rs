@@ -13,10 +13,20 @@ use crate::abi::{BvDimKey, MAX_QUERIES, MAX_SHAPES, StudyQuery, TssKey, TssShape
 /// Entries per table; the bench fills at most 100k rules plus the adversarial sets.
 const CAPACITY: u32 = 262_144;
 
-/// Design A. Named `INBOUND_RULES` because the production lookup (`../inbound_table.rs`, compiled
-/// into this object unchanged) reads `crate::maps::INBOUND_RULES`: here it resolves to this
-/// unpinned copy with the same key and value types.
+/// Design A: every entry in one trie, read through `inbound_table::lookup_in` without a hash.
 #[map(name = "CS_LPM_RULES")]
+pub static LPM_RULES: LpmTrie<InboundKey, RuleMatch> = LpmTrie::with_max_entries(CAPACITY, 0);
+
+/// Design A': the full-length entries. Named like the production maps because the production
+/// lookup (`../inbound_table.rs`, compiled into this object unchanged) reads
+/// `crate::maps::{INBOUND_EXACT, INBOUND_RULES}`: here they resolve to these unpinned copies with
+/// the same key and value types and flags.
+#[map(name = "CS_EXACT_RULES")]
+pub static INBOUND_EXACT: HashMap<InboundKey, RuleMatch> =
+    HashMap::with_max_entries(CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Design A': every other entry (shorter prefixes), walked on a miss of `CS_EXACT_RULES`.
+#[map(name = "CS_EXACT_LPM")]
 pub static INBOUND_RULES: LpmTrie<InboundKey, RuleMatch> = LpmTrie::with_max_entries(CAPACITY, 0);
 
 /// Design B: the shapes in priority order; `CS_TSS_COUNT[0]` of them are in use.

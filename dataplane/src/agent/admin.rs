@@ -21,6 +21,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
         .route("/policy", get(policy))
         .route("/events", get(events))
         .route("/explain", get(explain))
+        .route("/posture", get(posture))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "admin endpoint stopped");
@@ -31,6 +32,7 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let s = shared.snapshot();
     let ok = s.last_reload.as_ref().is_some_and(|r| r.ok);
     Json(json!({
+        "ktls_available": dataplane::kernel::posture::ktls_available(),
         "status": if ok { "ok" } else { "degraded" },
         "generation": s.generation,
         "source": s.source,
@@ -73,6 +75,19 @@ async fn policy(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "table_entries": s.compiled.as_ref().map(|c| c.egress.len()).unwrap_or(0),
         "dns_names": s.dns_names,
         "warnings": s.last_good_reload.as_ref().or(s.last_reload.as_ref()).map(|r| r.warnings.clone()),
+    }))
+}
+
+async fn posture(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let snapshot = shared.snapshot();
+    let (rows, stats) = {
+        let maps = shared.posture();
+        (maps.rows(), maps.stats().unwrap_or_default())
+    };
+    Json(json!({
+        "records": super::posture::records(&rows, &snapshot),
+        "stats": stats,
+        "ktls_available": dataplane::kernel::posture::ktls_available(),
     }))
 }
 

@@ -93,6 +93,7 @@ pub fn render(shared: &Shared) -> String {
     }
     out.push_str(&lines);
 
+    render_posture(shared, &snapshot, &mut out);
     let mut gauge = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (labels, v) in samples {
@@ -179,4 +180,66 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// TLS posture metrics, from the kernel's aggregates: handshakes by version, cipher and mTLS
+/// state, and Istio's connection metric with `connection_security_policy` as measured.
+fn render_posture(shared: &Shared, snapshot: &super::state::Snapshot, out: &mut String) {
+    let rows = shared.posture().rows();
+    let records = super::posture::records(&rows, snapshot);
+    let mut handshakes: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut opened: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in &records {
+        let ns = esc(r.namespace.as_deref().unwrap_or(""));
+        let wl = esc(r.workload.as_deref().unwrap_or(""));
+        let mtls = match &r.mtls {
+            serde_json::Value::Bool(true) => "true",
+            serde_json::Value::Bool(false) => "false",
+            _ => "unknown",
+        };
+        if r.tls_version != "none" {
+            *handshakes
+                .entry(format!(
+                    "namespace=\"{ns}\",workload=\"{wl}\",role=\"{}\",version=\"{}\",cipher=\"{}\",mtls=\"{mtls}\"",
+                    r.role, r.tls_version, r.cipher
+                ))
+                .or_default() += r.count;
+        }
+        let policy = match mtls {
+            "true" => "mutual_tls",
+            "false" => "none",
+            _ => "unknown",
+        };
+        let (reporter, app) = if r.role == "client" {
+            ("source", "source_workload")
+        } else {
+            ("destination", "destination_workload")
+        };
+        *opened
+            .entry(format!(
+                "reporter=\"{reporter}\",{app}=\"{wl}\",{reporter}_workload_namespace=\"{ns}\",connection_security_policy=\"{policy}\""
+            ))
+            .or_default() += r.count;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP meshward_tls_handshakes_total TLS handshakes read in the kernel, by negotiated version, cipher and mTLS state.\n# TYPE meshward_tls_handshakes_total counter"
+    );
+    for (labels, n) in &handshakes {
+        let _ = writeln!(out, "meshward_tls_handshakes_total{{{labels}}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP istio_tcp_connections_opened_total TCP connections of governed workloads; connection_security_policy as measured on the wire.\n# TYPE istio_tcp_connections_opened_total counter"
+    );
+    for (labels, n) in &opened {
+        let _ = writeln!(out, "istio_tcp_connections_opened_total{{{labels}}} {n}");
+    }
+    if let Ok(s) = shared.posture().stats() {
+        let _ = writeln!(
+            out,
+            "# HELP meshward_tls_unparsed_total Connections whose bytes were not a parseable TLS handshake, or that could not be tracked.\n# TYPE meshward_tls_unparsed_total counter\nmeshward_tls_unparsed_total{{reason=\"malformed\"}} {}\nmeshward_tls_unparsed_total{{reason=\"conns_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"posture_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"sockhash_full\"}} {}",
+            s.malformed, s.conns_table_full, s.posture_table_full, s.sockhash_full
+        );
+    }
 }

@@ -5,6 +5,7 @@ pub mod binaries;
 mod dns;
 mod events;
 mod metrics;
+pub mod posture;
 mod reconcile;
 mod source;
 mod state;
@@ -40,6 +41,10 @@ pub struct RunArgs {
     /// Deny/audit events per second per CPU before they are counted as rate-limited.
     #[arg(long, default_value_t = DEFAULT_EVENTS_PER_SEC)]
     pub events_per_sec: u32,
+    /// Read TLS handshakes of governed workloads in the kernel (sock_ops + sockhash + sk_msg /
+    /// sk_skb); see docs/posture.md.
+    #[arg(long)]
+    pub tls_posture: bool,
     /// How often config files are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub watch_interval_ms: u64,
@@ -61,14 +66,14 @@ async fn run_async(args: RunArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => cgroup::cgroup2_mount()?,
     };
-    let loaded = loader::load(&args.pin_path)?;
+    let loaded = loader::load(&args.pin_path, args.tls_posture)?;
     tracing::info!(
         pin_path = %args.pin_path.display(),
         adopted = loaded.kernel.adopted,
         generation = loaded.tables.generation(),
         "kernel programs loaded"
     );
-    let shared = Arc::new(state::Shared::new(loaded.counters));
+    let shared = Arc::new(state::Shared::new(loaded.counters, loaded.posture));
     let source = source::ConfigSource::new(args.config.clone());
     let resolver = dns::Resolver::new(args.dns_server, Duration::from_secs(args.dns_min_ttl))?;
 

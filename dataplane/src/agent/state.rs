@@ -11,7 +11,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use dataplane::kernel::counters::Counters;
+use dataplane::kernel::{counters::Counters, posture::PostureMaps};
 use serde::Serialize;
 
 use super::dns::NameStatus;
@@ -19,6 +19,7 @@ use super::dns::NameStatus;
 pub struct Shared {
     snapshot: ArcSwap<Snapshot>,
     counters: Mutex<Counters>,
+    posture: Mutex<PostureMaps>,
     events: Mutex<EventLog>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -143,10 +144,11 @@ impl EventLog {
 }
 
 impl Shared {
-    pub fn new(counters: Counters) -> Self {
+    pub fn new(counters: Counters, posture: PostureMaps) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             counters: Mutex::new(counters),
+            posture: Mutex::new(posture),
             events: Mutex::new(EventLog {
                 records: VecDeque::new(),
                 next_seq: 0,
@@ -167,6 +169,10 @@ impl Shared {
 
     pub fn counters(&self) -> MutexGuard<'_, Counters> {
         self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn posture(&self) -> MutexGuard<'_, PostureMaps> {
+        self.posture.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn events(&self) -> MutexGuard<'_, EventLog> {

@@ -3,6 +3,7 @@
 mod check;
 mod client;
 pub mod explain;
+mod posture;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -37,6 +38,8 @@ enum Command {
     },
     /// Verdict and deciding rule for a connection, from the compiled tables the kernel uses.
     Explain(explain::ExplainArgs),
+    /// Per-workload TLS posture (versions, ciphers, SNI, mTLS) from a running agent.
+    Posture(posture::PostureArgs),
     /// Deny and audit events from a running agent.
     Events {
         #[command(flatten)]
@@ -87,6 +90,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => agent::run(args).map(|()| ExitCode::SUCCESS),
         Command::Check { config, policy } => Ok(check::check(&config, &policy.settings())),
         Command::Explain(args) => explain::explain(args),
+        Command::Posture(args) => posture::posture(args),
         Command::Events {
             admin,
             follow,

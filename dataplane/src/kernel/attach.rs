@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::programs::{
-    CgroupAttachMode, CgroupSockAddr, SkLookup,
+    CgroupAttachMode, CgroupSockAddr, SkLookup, SockOps,
     cgroup_sock_addr::CgroupSockAddrLink,
     links::{FdLink, PinnedLink},
 };
@@ -84,6 +84,9 @@ impl Attachments {
                 path: pin,
                 _link: link,
             });
+        }
+        if kernel.tls_posture {
+            links.push(attach_sockops(kernel, cgroup_id, path)?);
         }
         tracing::info!(cgroup = %path.display(), cgroup_id, "governing cgroup");
         self.held.insert(target, links);
@@ -167,6 +170,41 @@ impl Attachments {
             }
         }
     }
+}
+
+/// sock_ops on a governed cgroup (TLS posture). aya offers no link update for sock_ops: an
+/// earlier agent's link is kept (its program uses the same pinned maps).
+fn attach_sockops(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<HeldLink> {
+    let name = dataplane_common::posture::program_names::SOCKOPS;
+    let pin = kernel
+        .pins
+        .links()
+        .join(format!("cgroup-{cgroup_id}-{name}"));
+    if let Some(link) = pinned(&pin) {
+        return Ok(HeldLink {
+            path: pin,
+            _link: link,
+        });
+    }
+    let prog: &mut SockOps = kernel
+        .ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name}"))?
+        .try_into()?;
+    let dir = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let id = prog
+        .attach(&dir, CgroupAttachMode::Single)
+        .with_context(|| format!("attach {name} to {}", path.display()))?;
+    let link = pin_new(
+        prog.take_link(id)?
+            .try_into()
+            .context("sock_ops link is not an fd link")?,
+        &pin,
+    )?;
+    Ok(HeldLink {
+        path: pin,
+        _link: link,
+    })
 }
 
 fn pin_new(link: FdLink, pin: &Path) -> Result<FdLink> {

@@ -4,11 +4,15 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, MapData, SockHash};
+use aya::programs::{SkMsg, SkSkb, SockOps};
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
     programs::{CgroupSockAddr, SkLookup},
+};
+use dataplane_common::posture::{
+    ConnKey, map_names as posture_maps, program_names as posture_programs,
 };
 use dataplane_common::{KernelOffsets, map_names, program_names};
 
@@ -17,6 +21,7 @@ use super::{
     btf,
     counters::Counters,
     events::EventReader,
+    posture::PostureMaps,
     tables::{TableMaps, Tables},
 };
 
@@ -33,17 +38,22 @@ pub struct Kernel {
     pub pins: PinDir,
     /// True if maps were adopted from a previous agent rather than created fresh.
     pub adopted: bool,
+    /// The TLS posture programs are loaded (sock_ops is attached with the cgroup programs).
+    pub tls_posture: bool,
 }
 
 /// Everything the agent needs to drive the kernel side.
 pub struct Loaded {
     pub kernel: Kernel,
+    pub posture: PostureMaps,
     pub tables: Tables,
     pub counters: Counters,
     pub events: EventReader,
 }
 
-pub fn load(pin_root: &Path) -> Result<Loaded> {
+/// Loads everything; `tls_posture` also loads the TLS posture programs (sock_ops, sk_msg,
+/// sk_skb) and attaches the stream programs to the sockhash.
+pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
     let pins = PinDir::prepare(pin_root)?;
     let adopted = pins.has_pinned_maps();
     let mut ebpf = EbpfLoader::new()
@@ -67,8 +77,10 @@ pub fn load(pin_root: &Path) -> Result<Loaded> {
         config: take(&mut ebpf, map_names::CONFIG)?,
         workloads: take(&mut ebpf, map_names::WORKLOADS)?,
         egress: take(&mut ebpf, map_names::EGRESS_RULES)?,
+        egress_exact: take(&mut ebpf, map_names::EGRESS_EXACT)?,
         identities: take(&mut ebpf, map_names::IDENTITIES)?,
         inbound: take(&mut ebpf, map_names::INBOUND_RULES)?,
+        inbound_exact: take(&mut ebpf, map_names::INBOUND_EXACT)?,
         binaries: take(&mut ebpf, map_names::BINARIES)?,
         subjects: take(&mut ebpf, map_names::SUBJECTS)?,
     })?;
@@ -79,11 +91,21 @@ pub fn load(pin_root: &Path) -> Result<Loaded> {
         take(&mut ebpf, map_names::STATS)?,
     )?;
     let events = EventReader::new(take(&mut ebpf, map_names::EVENTS)?)?;
+    if tls_posture {
+        load_posture_programs(&mut ebpf)?;
+    }
+    let posture = PostureMaps::new(
+        take(&mut ebpf, posture_maps::POSTURE)?,
+        take(&mut ebpf, posture_maps::SNI_NAMES)?,
+        take(&mut ebpf, posture_maps::STATS)?,
+    )?;
     Ok(Loaded {
+        posture,
         kernel: Kernel {
             ebpf,
             pins,
             adopted,
+            tls_posture,
         },
         tables,
         counters,
@@ -112,4 +134,39 @@ fn write_kernel_offsets(map: Map) {
     if let Err(e) = written {
         tracing::warn!(error = %format!("{e:#}"), "cannot write KERNEL_OFFSETS: spec.binaries not enforced");
     }
+}
+
+/// Loads sock_ops (attached per governed cgroup, like the others) and attaches the stream
+/// programs to the sockhash: an attachment held by the pinned map, so it outlives the agent.
+fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
+    let sockops: &mut SockOps = ebpf
+        .program_mut(posture_programs::SOCKOPS)
+        .context("program mw_sockops missing from the object")?
+        .try_into()?;
+    sockops.load().context("verifier rejected mw_sockops")?;
+    let socks: SockHash<MapData, ConnKey> = ebpf
+        .take_map(posture_maps::SOCKS)
+        .context("map MW_TLS_SOCKS missing from the object")?
+        .try_into()?;
+    let fd = socks.fd().try_clone().context("dup sockhash fd")?;
+    let msg: &mut SkMsg = ebpf
+        .program_mut(posture_programs::MSG)
+        .context("program mw_tls_msg missing from the object")?
+        .try_into()?;
+    msg.load().context("verifier rejected mw_tls_msg")?;
+    let id = msg
+        .attach(&fd)
+        .context("attach mw_tls_msg to the sockhash")?;
+    // The map holds the attachment; forget our handle so dropping it does not detach.
+    std::mem::forget(msg.take_link(id)?);
+    let skb: &mut SkSkb = ebpf
+        .program_mut(posture_programs::SKB)
+        .context("program mw_tls_skb missing from the object")?
+        .try_into()?;
+    skb.load().context("verifier rejected mw_tls_skb")?;
+    let id = skb
+        .attach(&fd)
+        .context("attach mw_tls_skb to the sockhash")?;
+    std::mem::forget(skb.take_link(id)?);
+    Ok(())
 }

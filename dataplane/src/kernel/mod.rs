@@ -7,4 +7,5 @@ pub mod cgroup;
 pub mod counters;
 pub mod events;
 pub mod loader;
+pub mod posture;
 pub mod tables;

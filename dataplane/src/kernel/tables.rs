@@ -1,7 +1,12 @@
-//! Owner of CONFIG, WORKLOADS, EGRESS_RULES, IDENTITIES, INBOUND_RULES, BINARIES and SUBJECTS.
+//! Owner of CONFIG, WORKLOADS, EGRESS_RULES, EGRESS_EXACT, IDENTITIES, INBOUND_RULES,
+//! INBOUND_EXACT, BINARIES and SUBJECTS.
 //! A policy generation is written into the inactive slot, then CONFIG's `active_slot` flips:
 //! every hook sees either the whole old generation or the whole new one. The old slot is
 //! cleared after a grace period longer than any program run.
+//!
+//! Rule entries are split at write time: a full-length entry (one address, `FULL_PREFIX_LEN`) goes
+//! to the exact-match hash (`*_EXACT`), every other one to the LPM trie (`*_RULES`). The kernel
+//! probes the hash first in each group; a hit is the longest match the trie would have given.
 
 use std::time::Duration;
 
@@ -11,7 +16,7 @@ use aya::maps::{
     lpm_trie::{Key, LpmTrie},
 };
 use dataplane_common::{
-    AddrKey, Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, FileKey,
+    AddrKey, Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, FULL_PREFIX_LEN, FileKey,
     INBOUND_KEY_FIXED_BITS, InboundEntry, InboundKey, MAX_BINARIES_PER_SLOT,
     MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT,
     MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleMatch, SubjectKey, WorkloadKey, WorkloadValue,
@@ -41,8 +46,10 @@ pub struct TableMaps {
     pub config: Map,
     pub workloads: Map,
     pub egress: Map,
+    pub egress_exact: Map,
     pub identities: Map,
     pub inbound: Map,
+    pub inbound_exact: Map,
     pub binaries: Map,
     pub subjects: Map,
 }
@@ -51,8 +58,10 @@ pub struct Tables {
     config: Array<MapData, Config>,
     workloads: HashMap<MapData, WorkloadKey, WorkloadValue>,
     egress: LpmTrie<MapData, EgressKey, RuleMatch>,
+    egress_exact: HashMap<MapData, EgressKey, RuleMatch>,
     identities: HashMap<MapData, AddrKey, WorkloadValue>,
     inbound: LpmTrie<MapData, InboundKey, RuleMatch>,
+    inbound_exact: HashMap<MapData, InboundKey, RuleMatch>,
     binaries: HashMap<MapData, FileKey, u32>,
     subjects: HashMap<MapData, SubjectKey, WorkloadValue>,
     current: Config,
@@ -66,8 +75,10 @@ impl Tables {
             config,
             workloads: maps.workloads.try_into()?,
             egress: maps.egress.try_into()?,
+            egress_exact: maps.egress_exact.try_into()?,
             identities: maps.identities.try_into()?,
             inbound: maps.inbound.try_into()?,
+            inbound_exact: maps.inbound_exact.try_into()?,
             binaries: maps.binaries.try_into()?,
             subjects: maps.subjects.try_into()?,
             current,
@@ -144,19 +155,23 @@ impl Tables {
                 .context("write WORKLOADS")?;
         }
         for e in &next.egress {
-            let key = Key::new(
-                EGRESS_KEY_FIXED_BITS + u32::from(e.prefix_len),
-                EgressKey {
-                    workload_id: e.workload_id,
-                    port: e.port,
-                    slot: slot as u8,
-                    _reserved: 0,
-                    addr: e.addr,
-                },
-            );
-            self.egress
-                .insert(&key, &e.rules, 0)
-                .context("write EGRESS_RULES")?;
+            let data = EgressKey {
+                workload_id: e.workload_id,
+                port: e.port,
+                slot: slot as u8,
+                _reserved: 0,
+                addr: e.addr,
+            };
+            if e.prefix_len == FULL_PREFIX_LEN {
+                self.egress_exact
+                    .insert(&data, &e.rules, 0)
+                    .context("write EGRESS_EXACT")?;
+            } else {
+                let key = Key::new(EGRESS_KEY_FIXED_BITS + u32::from(e.prefix_len), data);
+                self.egress
+                    .insert(&key, &e.rules, 0)
+                    .context("write EGRESS_RULES")?;
+            }
         }
         for (addr, value) in &next.identities {
             let key = AddrKey { addr: *addr, slot };
@@ -165,20 +180,24 @@ impl Tables {
                 .context("write IDENTITIES")?;
         }
         for e in &next.inbound {
-            let key = Key::new(
-                INBOUND_KEY_FIXED_BITS + u32::from(e.prefix_len),
-                InboundKey {
-                    workload_id: e.workload_id,
-                    identity: e.identity,
-                    port: e.port,
-                    slot: slot as u8,
-                    _reserved: 0,
-                    addr: e.addr,
-                },
-            );
-            self.inbound
-                .insert(&key, &e.rules, 0)
-                .context("write INBOUND_RULES")?;
+            let data = InboundKey {
+                workload_id: e.workload_id,
+                identity: e.identity,
+                port: e.port,
+                slot: slot as u8,
+                _reserved: 0,
+                addr: e.addr,
+            };
+            if e.prefix_len == FULL_PREFIX_LEN {
+                self.inbound_exact
+                    .insert(&data, &e.rules, 0)
+                    .context("write INBOUND_EXACT")?;
+            } else {
+                let key = Key::new(INBOUND_KEY_FIXED_BITS + u32::from(e.prefix_len), data);
+                self.inbound
+                    .insert(&key, &e.rules, 0)
+                    .context("write INBOUND_RULES")?;
+            }
         }
         for ((dev, ino), binary_id) in &next.binaries {
             let key = FileKey {
@@ -222,6 +241,16 @@ impl Tables {
         clear!(self.identities, |k| k.slot == slot, "IDENTITIES");
         clear!(self.binaries, |k| k.slot == slot, "BINARIES");
         clear!(self.subjects, |k| k.slot == slot, "SUBJECTS");
+        clear!(
+            self.egress_exact,
+            |k| u32::from(k.slot) == slot,
+            "EGRESS_EXACT"
+        );
+        clear!(
+            self.inbound_exact,
+            |k| u32::from(k.slot) == slot,
+            "INBOUND_EXACT"
+        );
         clear!(
             self.egress,
             |k| u32::from(k.data().slot) == slot,

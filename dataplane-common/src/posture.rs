@@ -1,0 +1,171 @@
+//! ABI of TLS posture: which sockets are watched, and the per-workload aggregates the kernel
+//! keeps ("pull, not push": user space reads snapshots of `POSTURE`).
+
+/// Map names (pinned under the pin directory like the others).
+pub mod map_names {
+    /// Sockhash of governed TCP sockets, keyed by [`super::ConnKey`]; the sk_msg and sk_skb
+    /// programs are attached to it.
+    pub const SOCKS: &str = "MW_TLS_SOCKS";
+    /// Kernel-private per-connection parser state.
+    pub const CONNS: &str = "MW_TLS_CONNS";
+    /// Socket cookie → workload, recorded at connect (the client side's owner).
+    pub const SOCK_OWNERS: &str = "MW_SOCK_OWNERS";
+    /// (netns cookie, local port) → workload, recorded at bind (the server side's owner).
+    pub const LISTENERS: &str = "MW_LISTENERS";
+    pub const POSTURE: &str = "MW_POSTURE";
+    pub const SNI_NAMES: &str = "MW_SNI_NAMES";
+    pub const STATS: &str = "MW_TLS_STATS";
+}
+
+pub mod program_names {
+    pub const SOCKOPS: &str = "mw_sockops";
+    pub const MSG: &str = "mw_tls_msg";
+    pub const SKB: &str = "mw_tls_skb";
+    pub const POST_BIND4: &str = "mw_post_bind4";
+    pub const POST_BIND6: &str = "mw_post_bind6";
+}
+
+/// Connections whose handshake is being read at once (each holds ~9.5 KiB of parser state;
+/// LRU: the oldest unfinished one gives way).
+pub const MAX_TRACKED_CONNS: u32 = 1024;
+pub const MAX_SOCKS: u32 = 65_536;
+pub const MAX_OWNERS: u32 = 65_536;
+pub const MAX_POSTURE_ENTRIES: u32 = 16_384;
+pub const MAX_SNI_NAMES: u32 = 16_384;
+pub const SNI_LEN: usize = 128;
+
+/// A TCP connection as seen from one local socket (addresses IPv4-mapped; ports host order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub local: [u8; 16],
+    pub remote: [u8; 16],
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad: u32,
+}
+
+/// `LISTENERS` key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ListenerKey {
+    pub netns_cookie: u64,
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
+/// Which end of the connection the governed workload is.
+pub mod roles {
+    pub const CLIENT: u8 = 1;
+    pub const SERVER: u8 = 2;
+}
+
+/// mTLS as far as the wire shows it.
+pub mod mtls {
+    pub const NO: u8 = 0;
+    pub const YES: u8 = 1;
+    /// TLS 1.3 encrypts the client's certificate: never guessed.
+    pub const UNKNOWN: u8 = 2;
+}
+
+/// `POSTURE` key: one aggregate row.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PostureKey {
+    pub workload_id: u32,
+    pub version: u16,
+    pub cipher: u16,
+    /// The peer's address (IPv4-mapped).
+    pub peer: [u8; 16],
+    /// The server's port.
+    pub server_port: u16,
+    pub role: u8,
+    pub mtls: u8,
+    pub _pad: u32,
+    /// FNV-1a of the SNI (0 = no SNI); the name is in `SNI_NAMES`.
+    pub sni_hash: u64,
+}
+
+/// `POSTURE` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PostureValue {
+    pub count: u64,
+    /// `bpf_ktime_get_boot_ns` (CLOCK_BOOTTIME) of the first and last handshake.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+}
+
+/// `SNI_NAMES` value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SniName {
+    pub len: u32,
+    pub bytes: [u8; SNI_LEN],
+}
+
+/// Indexes of `TLS_STATS` (per-CPU u64).
+pub mod stats {
+    pub const CONNS_TRACKED: u32 = 0;
+    pub const HANDSHAKES: u32 = 1;
+    pub const NOT_TLS: u32 = 2;
+    pub const MALFORMED: u32 = 3;
+    /// A connection could not be tracked: `CONNS` full.
+    pub const CONNS_FULL: u32 = 4;
+    /// An aggregate could not be recorded: `POSTURE` full.
+    pub const POSTURE_FULL: u32 = 5;
+    pub const SNI_NAMES_FULL: u32 = 6;
+    pub const SOCKHASH_FULL: u32 = 7;
+    pub const COUNT: u32 = 8;
+}
+
+/// FNV-1a over the first `len` bytes (bounded for the verifier).
+#[inline(always)]
+pub fn sni_hash(bytes: &[u8; SNI_LEN], len: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < SNI_LEN {
+        if i >= len {
+            break;
+        }
+        h ^= u64::from(bytes[i]);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    if len == 0 { 0 } else { h | 1 }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: repr(C), Copy, explicit padding, no pointers.
+    unsafe impl aya::Pod for ConnKey {}
+    unsafe impl aya::Pod for ListenerKey {}
+    unsafe impl aya::Pod for PostureKey {}
+    unsafe impl aya::Pod for PostureValue {}
+    unsafe impl aya::Pod for SniName {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::size_of;
+
+    #[test]
+    fn layouts() {
+        assert_eq!(size_of::<ConnKey>(), 40);
+        assert_eq!(size_of::<ListenerKey>(), 16);
+        assert_eq!(size_of::<PostureKey>(), 40);
+        assert_eq!(size_of::<PostureValue>(), 24);
+    }
+
+    #[test]
+    fn sni_hashes_differ_and_empty_is_zero() {
+        let mut a = [0u8; SNI_LEN];
+        a[..7].copy_from_slice(b"ebpf.io");
+        let mut b = a;
+        b[0] = b'f';
+        assert_ne!(sni_hash(&a, 7), sni_hash(&b, 7));
+        assert_eq!(sni_hash(&a, 0), 0);
+    }
+}

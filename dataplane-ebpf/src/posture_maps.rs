@@ -1,0 +1,60 @@
+//! Maps of the TLS posture path (kernel side). Owners named per map; ABI in
+//! `dataplane_common::posture`.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, SockHash},
+};
+use dataplane_common::posture::{
+    ConnKey, ListenerKey, MAX_OWNERS, MAX_POSTURE_ENTRIES, MAX_SNI_NAMES, MAX_SOCKS,
+    MAX_TRACKED_CONNS, PostureKey, PostureValue, SniName, stats,
+};
+
+use crate::posture_conn::ConnTls;
+
+/// Written by sock_ops (insert at established); entries leave when their socket closes.
+/// sk_msg (egress) and sk_skb stream_verdict (ingress) are attached to it by dataplane::posture.
+#[map(name = "MW_TLS_SOCKS")]
+pub static SOCKS: SockHash<ConnKey> = SockHash::pinned(MAX_SOCKS, 0);
+
+/// Kernel-private parser state per connection being read; deleted when its handshake is read or
+/// the socket closes. LRU: a flood of connections that never finish cannot wedge it.
+#[map(name = "MW_TLS_CONNS")]
+pub static CONNS: LruHashMap<ConnKey, ConnTls> = LruHashMap::pinned(MAX_TRACKED_CONNS, 0);
+
+/// Kernel-private: socket cookie → workload id, at connect() (process context).
+#[map(name = "MW_SOCK_OWNERS")]
+pub static SOCK_OWNERS: LruHashMap<u64, u32> = LruHashMap::pinned(MAX_OWNERS, 0);
+
+/// Kernel-private: (netns cookie, port) → workload id, at listen() (process context).
+#[map(name = "MW_LISTENERS")]
+pub static LISTENERS: LruHashMap<ListenerKey, u32> = LruHashMap::pinned(MAX_OWNERS, 0);
+
+/// Written by the kernel; read by dataplane::posture (the aggregates users see).
+#[map(name = "MW_POSTURE")]
+pub static POSTURE: HashMap<PostureKey, PostureValue> = HashMap::pinned(MAX_POSTURE_ENTRIES, 0);
+
+/// Written by the kernel (interned SNI strings); read by dataplane::posture.
+#[map(name = "MW_SNI_NAMES")]
+pub static SNI_NAMES: HashMap<u64, SniName> = HashMap::pinned(MAX_SNI_NAMES, 0);
+
+/// Written by the kernel; read by dataplane::posture.
+#[map(name = "MW_TLS_STATS")]
+pub static TLS_STATS: PerCpuArray<u64> = PerCpuArray::pinned(stats::COUNT, 0);
+
+/// Per-CPU scratch for the parser's outputs.
+#[map(name = "MW_TLS_SCRATCH")]
+pub static SCRATCH: PerCpuArray<crate::posture_parse::Scratch> =
+    PerCpuArray::with_max_entries(1, 0);
+
+/// An all-zero ConnTls to insert from (the value is too large for the BPF stack).
+#[map(name = "MW_TLS_ZERO")]
+pub static ZERO: PerCpuArray<ConnTls> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn bump(index: u32) {
+    if let Some(v) = TLS_STATS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot.
+        unsafe { *v += 1 };
+    }
+}

@@ -1,0 +1,177 @@
+//! sock_ops on governed cgroups: learns who owns a socket while the owner is running
+//! (connect() and listen() happen in process context), and at established puts the socket in
+//! the sockhash and starts reading its handshake.
+
+use core::ptr::read_volatile;
+
+use aya_ebpf::{
+    helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
+    macros::sock_ops,
+    programs::SockOpsContext,
+};
+use dataplane_common::{
+    ipv4_mapped,
+    posture::{ConnKey, ListenerKey, roles, stats},
+};
+
+use crate::{
+    identity::current_workload,
+    maps::CONFIG,
+    posture_maps::{CONNS, LISTENERS, SOCK_OWNERS, SOCKS, ZERO, bump},
+};
+
+const TCP_CONNECT_CB: u32 = 3;
+const ACTIVE_ESTABLISHED_CB: u32 = 4;
+const PASSIVE_ESTABLISHED_CB: u32 = 5;
+const STATE_CB: u32 = 10;
+const TCP_LISTEN_CB: u32 = 11;
+const STATE_CB_FLAG: i32 = 1 << 2;
+const TCP_CLOSE: u32 = 7;
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+
+#[sock_ops]
+pub fn mw_sockops(ctx: SockOpsContext) -> u32 {
+    match ctx.op() {
+        TCP_CONNECT_CB => {
+            if let Some(w) = owner_now() {
+                let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
+                let _ = SOCK_OWNERS.insert(&cookie, &w, 0);
+            }
+        }
+        TCP_LISTEN_CB => {
+            if let Some(w) = owner_now() {
+                let _ = LISTENERS.insert(&listener_key(&ctx), &w, 0);
+            }
+        }
+        ACTIVE_ESTABLISHED_CB => {
+            let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
+            if let Some(w) = unsafe { SOCK_OWNERS.get(&cookie) }.copied() {
+                track(&ctx, w, roles::CLIENT);
+            }
+        }
+        PASSIVE_ESTABLISHED_CB => {
+            if let Some(w) = unsafe { LISTENERS.get(&listener_key(&ctx)) }.copied() {
+                track(&ctx, w, roles::SERVER);
+            }
+        }
+        STATE_CB => {
+            if ctx.arg(1) == TCP_CLOSE {
+                if let Some(key) = conn_key(&ctx) {
+                    let _ = CONNS.remove(&key);
+                }
+            }
+        }
+        _ => {}
+    }
+    1
+}
+
+/// The governed workload of the current task (process context only).
+#[inline(always)]
+fn owner_now() -> Option<u32> {
+    let slot = CONFIG.get(0)?.active_slot;
+    current_workload(slot).map(|(_, w)| w.workload_id)
+}
+
+#[inline(always)]
+fn listener_key(ctx: &SockOpsContext) -> ListenerKey {
+    ListenerKey {
+        netns_cookie: unsafe { bpf_get_netns_cookie(ctx.ops.cast()) },
+        port: ctx.local_port() as u16,
+        _pad: [0; 6],
+    }
+}
+
+#[inline(always)]
+fn track(ctx: &SockOpsContext, workload_id: u32, role: u8) {
+    let Some(key) = conn_key(ctx) else { return };
+    let Some(zero) = ZERO.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU scratch is ours for the duration of the program.
+    let conn = unsafe { &mut *zero };
+    conn.workload_id = workload_id;
+    conn.role = role;
+    if CONNS.insert(&key, conn, 0).is_err() {
+        bump(stats::CONNS_FULL);
+        return;
+    }
+    // Restore the template for the next connection.
+    conn.workload_id = 0;
+    conn.role = 0;
+    let mut k = key;
+    // SAFETY: ctx.ops is the kernel's bpf_sock_ops.
+    if SOCKS.update(&mut k, unsafe { &mut *ctx.ops }, 0).is_err() {
+        bump(stats::SOCKHASH_FULL);
+        let _ = CONNS.remove(&key);
+        return;
+    }
+    let _ = ctx.set_cb_flags(STATE_CB_FLAG);
+    bump(stats::CONNS_TRACKED);
+}
+
+/// The connection's addresses and ports. Every field is read once, unconditionally, with
+/// read_volatile: the verifier rejects context loads through a pointer LLVM computed in
+/// branches.
+#[inline(always)]
+fn conn_key(ctx: &SockOpsContext) -> Option<ConnKey> {
+    let o = ctx.ops;
+    // SAFETY: `o` is the kernel's bpf_sock_ops; widths match the UAPI fields.
+    let (family, l4, r4, l6, r6, lport, rport) = unsafe {
+        (
+            read_volatile(&(*o).family),
+            read_volatile(&(*o).local_ip4),
+            read_volatile(&(*o).remote_ip4),
+            [
+                read_volatile(&(*o).local_ip6[0]),
+                read_volatile(&(*o).local_ip6[1]),
+                read_volatile(&(*o).local_ip6[2]),
+                read_volatile(&(*o).local_ip6[3]),
+            ],
+            [
+                read_volatile(&(*o).remote_ip6[0]),
+                read_volatile(&(*o).remote_ip6[1]),
+                read_volatile(&(*o).remote_ip6[2]),
+                read_volatile(&(*o).remote_ip6[3]),
+            ],
+            read_volatile(&(*o).local_port),
+            read_volatile(&(*o).remote_port),
+        )
+    };
+    let (local, remote) = match family {
+        AF_INET => (ipv4_mapped(l4.to_ne_bytes()), ipv4_mapped(r4.to_ne_bytes())),
+        AF_INET6 => (words(l6), words(r6)),
+        _ => return None,
+    };
+    Some(ConnKey {
+        local,
+        remote,
+        local_port: lport as u16,
+        remote_port: remote_port(rport),
+        _pad: 0,
+    })
+}
+
+/// `remote_port` context fields hold the network-order port shifted into the upper 16 bits on
+/// little-endian machines (older kernels: the low 16 bits); both are handled.
+#[inline(always)]
+pub fn remote_port(v: u32) -> u16 {
+    let p = if v > 0xffff { v >> 16 } else { v };
+    u16::from_be(p as u16)
+}
+
+#[inline(always)]
+pub fn words(w: [u32; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = w[i].to_ne_bytes();
+        a[i * 4] = b[0];
+        a[i * 4 + 1] = b[1];
+        a[i * 4 + 2] = b[2];
+        a[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    a
+}
