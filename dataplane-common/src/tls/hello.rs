@@ -2,7 +2,7 @@
 //! no output field is filled from a part of the message that failed validation.
 
 use super::ciphers::{FALLBACK_SCSV, RENEGOTIATION_SCSV, is_grease, versions, weak_classes};
-use super::{Direction, HELLO_BUF, HELLO_CAP, HELLO_MASK, dir_flags, handshake};
+use super::{Direction, HELLO_BUF, HELLO_CAP, HELLO_MASK, dir_flags, handshake, launder};
 
 /// Bytes of the server name kept.
 pub const SNI_CAP: usize = 128;
@@ -11,17 +11,23 @@ pub const ALPN_CAP: usize = 16;
 /// Non-GREASE cipher suites recorded in [`ClientHello::ciphers`].
 pub const MAX_CIPHERS: usize = 32;
 /// Cipher suites examined (for counting and weak classes).
-pub const MAX_CIPHER_SCAN: u32 = 256;
-/// Extensions examined per hello.
-pub const MAX_EXTENSIONS: u32 = 64;
+pub const MAX_CIPHER_SCAN: u32 = 128;
+/// Extensions examined per ClientHello (browsers send about 20).
+pub const MAX_EXTENSIONS: u32 = 32;
+/// Extensions examined per ServerHello (servers send a handful).
+pub const MAX_SERVER_EXTENSIONS: u32 = 16;
 /// Versions examined in supported_versions.
-pub const MAX_VERSIONS: u32 = 64;
+pub const MAX_VERSIONS: u32 = 16;
 /// ALPN protocols counted.
-pub const MAX_ALPN_PROTOCOLS: u32 = 32;
+pub const MAX_ALPN_PROTOCOLS: u32 = 16;
 /// Key shares recorded.
 pub const MAX_KEY_SHARES: usize = 4;
 /// Key share entries examined.
-pub const MAX_KEY_SHARE_SCAN: u32 = 16;
+pub const MAX_KEY_SHARE_SCAN: u32 = 8;
+
+/// Words of scratch in [`ClientHello`] / [`ServerHello`]: one to launder offsets, two per
+/// extension of interest (body offset + 1, length) recorded during the framing walk.
+pub const SCRATCH_WORDS: usize = 9;
 
 /// Extension types the parser reads.
 pub mod ext {
@@ -39,7 +45,8 @@ pub mod hello_flags {
     pub const MALFORMED: u32 = 1 << 0;
     /// The message was longer than `HELLO_CAP`: fields past the cut are missing.
     pub const TRUNCATED: u32 = 1 << 1;
-    /// More than `MAX_EXTENSIONS` extensions: later ones were not read.
+    /// More than `MAX_EXTENSIONS` extensions (or more than `MAX_VERSIONS` versions): later
+    /// ones were not read, so a value may be missing (never invented).
     pub const EXTENSIONS_PARTIAL: u32 = 1 << 2;
     /// More than `MAX_CIPHER_SCAN` suites: `cipher_count` / `weak_offered` cover the first ones.
     pub const CIPHERS_PARTIAL: u32 = 1 << 3;
@@ -69,12 +76,14 @@ pub mod hello_flags {
     pub const HELLO_RETRY: u32 = 1 << 17;
 }
 
-/// What a ClientHello offers. 240 bytes; lives in per-CPU scratch in the kernel.
+/// What a ClientHello offers. 276 bytes; in the kernel it must live in a map value (per-CPU
+/// scratch): the parser launders offsets through its `scratch` words.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientHello {
     pub legacy_version: u16,
-    /// Highest non-GREASE version in supported_versions, else `legacy_version`.
+    /// Highest non-GREASE version in supported_versions, else `legacy_version` (0: unknown, the
+    /// hello was truncated before any supported_versions).
     pub max_supported_version: u16,
     /// Full length of the host name (bytes kept: `min(sni_len, SNI_CAP)`).
     pub sni_len: u16,
@@ -101,6 +110,8 @@ pub struct ClientHello {
     pub ciphers: [u16; MAX_CIPHERS],
     pub sni: [u8; SNI_CAP],
     pub alpn_first: [u8; ALPN_CAP],
+    /// Scratch words used while parsing (no meaning afterwards).
+    pub scratch: [u32; SCRATCH_WORDS],
 }
 
 impl ClientHello {
@@ -121,6 +132,7 @@ impl ClientHello {
         ciphers: [0; MAX_CIPHERS],
         sni: [0; SNI_CAP],
         alpn_first: [0; ALPN_CAP],
+        scratch: [0; SCRATCH_WORDS],
     };
 
     /// Recorded suites.
@@ -138,7 +150,8 @@ impl ClientHello {
     }
 }
 
-/// What a ServerHello (or HelloRetryRequest) selects. 40 bytes.
+/// What a ServerHello (or HelloRetryRequest) selects. 76 bytes; in the kernel it must live in a
+/// map value, like [`ClientHello`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerHello {
@@ -161,6 +174,8 @@ pub struct ServerHello {
     /// [`super::weak_classes`] of `cipher`.
     pub weak: u32,
     pub alpn: [u8; ALPN_CAP],
+    /// Scratch words used while parsing (no meaning afterwards).
+    pub scratch: [u32; SCRATCH_WORDS],
 }
 
 impl ServerHello {
@@ -178,6 +193,7 @@ impl ServerHello {
         flags: 0,
         weak: 0,
         alpn: [0; ALPN_CAP],
+        scratch: [0; SCRATCH_WORDS],
     };
 
     /// The kept part of the selected ALPN protocol.
@@ -189,6 +205,8 @@ impl ServerHello {
 /// Masked reads over the hello buffer; callers check offsets against `len` first.
 struct Buf<'a> {
     b: &'a [u8; HELLO_BUF],
+    /// Scratch word in the caller's map value, for [`launder`].
+    cell: *mut u32,
     /// Bytes available.
     len: u32,
     /// Declared body length (≥ `len`).
@@ -200,10 +218,9 @@ struct Buf<'a> {
 impl Buf<'_> {
     #[inline(always)]
     fn u8(&self, off: u32) -> u8 {
-        // The offset was checked against `len` (a register, so the verifier learns nothing from
-        // that check), and the compiler would drop the mask as redundant: `black_box` hides the
-        // bound from the compiler so the mask stays for the verifier.
-        self.b[(core::hint::black_box(off) as usize) & HELLO_MASK]
+        // The offset was checked against `len`; laundering hides that from both the compiler
+        // (which would drop the mask) and the verifier (which would track every offset).
+        self.b[(launder(self.cell, off) as usize) & HELLO_MASK]
     }
     #[inline(always)]
     fn u16(&self, off: u32) -> u16 {
@@ -216,21 +233,32 @@ impl Buf<'_> {
     }
 }
 
+/// The buffered hello of type `typ`, if complete. Takes the fields (not the `Direction`) so
+/// that `cell` may point into the same `Direction`.
 #[inline(always)]
-fn buffered(dir: &Direction, typ: u8) -> Option<Buf<'_>> {
-    if dir.flags & dir_flags::HELLO_COMPLETE == 0 || dir.hello_type != typ {
+fn buffered<'a>(
+    flags: u32,
+    hello_type: u8,
+    hello_len: u32,
+    hello_msg_len: u32,
+    hello: &'a [u8; HELLO_BUF],
+    cell: *mut u32,
+    typ: u8,
+) -> Option<Buf<'a>> {
+    if flags & dir_flags::HELLO_COMPLETE == 0 || hello_type != typ {
         return None;
     }
-    let len = if (dir.hello_len as usize) < HELLO_CAP {
-        dir.hello_len
+    let len = if (hello_len as usize) < HELLO_CAP {
+        hello_len
     } else {
         HELLO_CAP as u32
     };
     Some(Buf {
-        b: &dir.hello,
+        b: hello,
+        cell,
         len,
-        msg_len: dir.hello_msg_len,
-        cut: dir.hello_msg_len > len,
+        msg_len: hello_msg_len,
+        cut: hello_msg_len > len,
     })
 }
 
@@ -242,82 +270,138 @@ struct Span {
     seen: bool,
 }
 
-/// Offsets of the extensions the parser reads, found in a first pass.
-#[derive(Clone, Copy, Default)]
+/// The extensions the parser reads.
 struct Found {
     sni: Span,
     alpn: Span,
     versions: Span,
     key_share: Span,
-    count: u16,
 }
 
-/// Walks the extensions block `[off, end)`. Returns false (and sets flags) when malformed.
+// The extension block is walked once to validate its framing, count and find duplicates, then
+// once per extension of interest. Several simple loops instead of one that tracks everything:
+// the verifier's cost grows with the distinct states a loop carries, not with the loop count.
+
+/// Validates the framing of the extension block `[off, end)` (up to `max` extensions) and
+/// rejects duplicates. Returns the number of non-GREASE extensions, or None when malformed.
 #[inline(always)]
-fn scan_extensions(buf: &Buf, mut off: u32, end: u32, found: &mut Found, flags: &mut u32) -> bool {
-    // Exact duplicate detection for types < 64 and renegotiation_info; others are not compared.
+fn check_extensions(buf: &Buf, mut off: u32, end: u32, max: u32, flags: &mut u32) -> Option<u16> {
+    // Spans of the extensions of interest go to scratch words 1..=8 (volatile stores into the
+    // caller's map value): recording them costs the verifier no extra states.
+    let mut k = 1;
+    while k < SCRATCH_WORDS {
+        // SAFETY: `cell` points at `scratch[0]` of a live `[u32; SCRATCH_WORDS]`.
+        unsafe { core::ptr::write_volatile(buf.cell.add(k), 0) };
+        k += 1;
+    }
+    // Exact duplicate detection for types < 64 (all the ones read here) and renegotiation_info.
     let mut seen_lo: u64 = 0;
-    let mut seen_reneg = false;
+    let mut other: u32 = 0;
+    let mut count: u32 = 0;
     let mut i = 0;
-    while i < MAX_EXTENSIONS {
+    while i < max {
         if off >= end {
             break;
         }
         if !buf.has(off, 4) || end - off < 4 {
-            // Fewer than 4 bytes left: a broken header, unless the message was cut here.
-            return buf.cut && !buf.has(off, 4);
+            // Fewer than 4 bytes: a broken header, unless the message was cut here.
+            if buf.cut && !buf.has(off, 4) {
+                break;
+            }
+            return None;
         }
         let typ = buf.u16(off);
         let len = buf.u16(off + 2) as u32;
         let body = off + 4;
         if len > end - body {
-            return false;
+            return None;
         }
         if !buf.has(body, len) {
-            // Cut inside this extension: stop here, keep what is complete.
-            return true;
+            break; // cut inside this extension
         }
         off = body + len;
         i += 1;
         if is_grease(typ) {
-            *flags |= hello_flags::GREASE;
+            other |= hello_flags::GREASE;
             continue;
         }
-        found.count += 1;
-        let dup = if typ < 64 {
-            let bit = 1u64 << typ;
-            let d = seen_lo & bit != 0;
-            seen_lo |= bit;
-            d
-        } else if typ == ext::RENEGOTIATION_INFO {
-            let d = seen_reneg;
-            seen_reneg = true;
-            *flags |= hello_flags::SECURE_RENEGOTIATION;
-            d
-        } else {
-            false
-        };
-        if dup {
-            *flags |= hello_flags::DUPLICATE_EXTENSION | hello_flags::MALFORMED;
-            return false;
+        count += 1;
+        let bit = if typ < 64 { 1u64 << typ } else { 0 };
+        if seen_lo & bit != 0 {
+            *flags |= hello_flags::DUPLICATE_EXTENSION;
+            return None;
         }
-        let span = Span {
-            off: body,
-            len,
-            seen: true,
+        seen_lo |= bit;
+        let slot = match typ {
+            ext::SERVER_NAME => 1,
+            ext::ALPN => 3,
+            ext::SUPPORTED_VERSIONS => 5,
+            ext::KEY_SHARE => 7,
+            _ => 0,
         };
-        match typ {
-            ext::SERVER_NAME => found.sni = span,
-            ext::ALPN => found.alpn = span,
-            ext::SUPPORTED_VERSIONS => found.versions = span,
-            ext::KEY_SHARE => found.key_share = span,
-            _ => {}
+        if slot != 0 {
+            // SAFETY: slot + 1 < SCRATCH_WORDS.
+            unsafe {
+                core::ptr::write_volatile(buf.cell.add(slot), body + 1);
+                core::ptr::write_volatile(buf.cell.add(slot + 1), len);
+            }
+        }
+        if typ == ext::RENEGOTIATION_INFO {
+            if other & hello_flags::SECURE_RENEGOTIATION != 0 {
+                *flags |= hello_flags::DUPLICATE_EXTENSION;
+                return None;
+            }
+            other |= hello_flags::SECURE_RENEGOTIATION;
         }
     }
-    if off < end {
-        *flags |= hello_flags::EXTENSIONS_PARTIAL;
+    if i >= max && off < end && buf.has(off, 1) {
+        other |= hello_flags::EXTENSIONS_PARTIAL;
     }
-    true
+    *flags |= other;
+    Some(count as u16)
+}
+
+/// The span `check_extensions` recorded in scratch word `slot` (and `slot + 1`).
+#[inline(always)]
+fn recorded(buf: &Buf, slot: usize) -> Span {
+    // SAFETY: slot + 1 < SCRATCH_WORDS; `cell` points at `scratch[0]`.
+    let (off1, len) = unsafe {
+        (
+            core::ptr::read_volatile(buf.cell.add(slot & 7)),
+            core::ptr::read_volatile(buf.cell.add((slot & 7) + 1)),
+        )
+    };
+    Span {
+        off: off1.wrapping_sub(1),
+        len,
+        seen: off1 != 0,
+    }
+}
+
+/// The body of extension `want` in a block already validated by `check_extensions`.
+#[inline(always)]
+fn find_extension(buf: &Buf, mut off: u32, end: u32, max: u32, want: u16) -> Span {
+    let mut i = 0;
+    while i < max {
+        if off >= end || !buf.has(off, 4) {
+            break;
+        }
+        let len = buf.u16(off + 2) as u32;
+        let body = off + 4;
+        if !buf.has(body, len) {
+            break;
+        }
+        if buf.u16(off) == want {
+            return Span {
+                off: body,
+                len,
+                seen: true,
+            };
+        }
+        off = body + len;
+        i += 1;
+    }
+    Span::default()
 }
 
 /// Copies `n` (≤ `N`) bytes from the buffer at `off` into `dst`.
@@ -326,7 +410,7 @@ fn copy_out<const N: usize>(buf: &Buf, off: u32, n: u32, dst: &mut [u8; N]) {
     let mut k = 0u32;
     while k < N as u32 {
         if k < n {
-            dst[(k as usize) % N] = buf.u8(off + k);
+            dst[(launder(buf.cell, k) as usize) % N] = buf.u8(off + k);
         }
         k += 1;
     }
@@ -375,7 +459,16 @@ fn read_alpn(buf: &Buf, s: Span, dst: &mut [u8; ALPN_CAP]) -> Option<(u8, u8)> {
 #[inline(always)]
 pub fn parse_client_hello(dir: &Direction, out: &mut ClientHello) -> bool {
     *out = ClientHello::ZERO;
-    let Some(buf) = buffered(dir, handshake::CLIENT_HELLO) else {
+    let cell = out.scratch.as_mut_ptr();
+    let Some(buf) = buffered(
+        dir.flags,
+        dir.hello_type,
+        dir.hello_len,
+        dir.hello_msg_len,
+        &dir.hello,
+        cell,
+        handshake::CLIENT_HELLO,
+    ) else {
         return false;
     };
     let mut flags = 0u32;
@@ -383,6 +476,11 @@ pub fn parse_client_hello(dir: &Direction, out: &mut ClientHello) -> bool {
         flags |= hello_flags::TRUNCATED;
     }
     let ok = client_hello_body(&buf, out, &mut flags);
+    if buf.cut && flags & hello_flags::HAS_SUPPORTED_VERSIONS == 0 {
+        // supported_versions may lie past the cut: the versions are unknown, not legacy.
+        out.max_supported_version = 0;
+        out.offered_versions = 0;
+    }
     if !ok {
         flags |= hello_flags::MALFORMED;
     }
@@ -431,7 +529,7 @@ fn client_hello_body(buf: &Buf, out: &mut ClientHello, flags: &mut u32) -> bool 
             continue;
         }
         if count < MAX_CIPHERS as u32 {
-            out.ciphers[(count as usize) % MAX_CIPHERS] = id;
+            out.ciphers[(launder(buf.cell, count) as usize) % MAX_CIPHERS] = id;
         }
         count += 1;
         weak |= weak_classes(id);
@@ -479,11 +577,16 @@ fn client_hello_body(buf: &Buf, out: &mut ClientHello, flags: &mut u32) -> bool 
     if end != buf.msg_len {
         return false;
     }
-    let mut found = Found::default();
-    if !scan_extensions(buf, off, end, &mut found, flags) {
+    let Some(count) = check_extensions(buf, off, end, MAX_EXTENSIONS, flags) else {
         return false;
-    }
-    out.ext_count = found.count;
+    };
+    out.ext_count = count;
+    let found = Found {
+        sni: recorded(buf, 1),
+        alpn: recorded(buf, 3),
+        versions: recorded(buf, 5),
+        key_share: recorded(buf, 7),
+    };
 
     // server_name: ServerNameList { NameType name_type; opaque HostName<1..2^16-1> } <1..>.
     if found.sni.seen {
@@ -548,6 +651,10 @@ fn client_hello_body(buf: &Buf, out: &mut ClientHello, flags: &mut u32) -> bool 
         if max == 0 {
             return false;
         }
+        if list > 2 * MAX_VERSIONS {
+            // More versions than examined: the maximum may be among the rest.
+            *flags |= hello_flags::EXTENSIONS_PARTIAL;
+        }
         out.max_supported_version = max;
         out.offered_versions = offered;
         *flags |= hello_flags::HAS_SUPPORTED_VERSIONS;
@@ -585,7 +692,7 @@ fn client_hello_body(buf: &Buf, out: &mut ClientHello, flags: &mut u32) -> bool 
                 *flags |= hello_flags::PQ_KEY_SHARE;
             }
             if n < MAX_KEY_SHARES as u32 {
-                out.key_share_groups[(n as usize) % MAX_KEY_SHARES] = g;
+                out.key_share_groups[(launder(buf.cell, n) as usize) % MAX_KEY_SHARES] = g;
                 n += 1;
             }
         }
@@ -600,14 +707,24 @@ fn client_hello_body(buf: &Buf, out: &mut ClientHello, flags: &mut u32) -> bool 
 #[inline(always)]
 pub fn parse_server_hello(dir: &Direction, out: &mut ServerHello) -> bool {
     *out = ServerHello::ZERO;
-    let Some(buf) = buffered(dir, handshake::SERVER_HELLO) else {
+    let cell = out.scratch.as_mut_ptr();
+    let Some(buf) = buffered(
+        dir.flags,
+        dir.hello_type,
+        dir.hello_len,
+        dir.hello_msg_len,
+        &dir.hello,
+        cell,
+        handshake::SERVER_HELLO,
+    ) else {
         return false;
     };
     let mut flags = 0u32;
     if buf.cut {
         flags |= hello_flags::TRUNCATED;
     }
-    let ok = server_hello_body(dir, &buf, out, &mut flags);
+    let hrr = super::has_hrr_random(&dir.hello, dir.hello_len, cell);
+    let ok = server_hello_body(hrr, &buf, out, &mut flags);
     if !ok {
         flags |= hello_flags::MALFORMED;
     }
@@ -616,12 +733,11 @@ pub fn parse_server_hello(dir: &Direction, out: &mut ServerHello) -> bool {
 }
 
 #[inline(always)]
-fn server_hello_body(dir: &Direction, buf: &Buf, out: &mut ServerHello, flags: &mut u32) -> bool {
+fn server_hello_body(hrr: bool, buf: &Buf, out: &mut ServerHello, flags: &mut u32) -> bool {
     if !buf.has(0, 35) {
         return false;
     }
     let legacy = buf.u16(0);
-    let hrr = super::has_hrr_random(dir);
     if hrr {
         out.hello_retry = 1;
         *flags |= hello_flags::HELLO_RETRY;
@@ -654,11 +770,16 @@ fn server_hello_body(dir: &Direction, buf: &Buf, out: &mut ServerHello, flags: &
             // A ServerHello never needs HELLO_CAP bytes: a cut one is not trusted.
             return false;
         }
-        let mut found = Found::default();
-        if !scan_extensions(buf, off, end, &mut found, flags) {
+        let Some(count) = check_extensions(buf, off, end, MAX_SERVER_EXTENSIONS, flags) else {
             return false;
-        }
-        out.ext_count = found.count;
+        };
+        out.ext_count = count;
+        let found = Found {
+            sni: recorded(buf, 1),
+            alpn: recorded(buf, 3),
+            versions: recorded(buf, 5),
+            key_share: recorded(buf, 7),
+        };
         if found.versions.seen {
             // selected_version
             if found.versions.len != 2 {
@@ -717,4 +838,56 @@ fn server_hello_body(dir: &Direction, buf: &Buf, out: &mut ServerHello, flags: &
     out.compression = comp;
     out.weak = weak_classes(cipher);
     true
+}
+
+/// Version and suite chosen by the buffered ServerHello, as `feed` needs them to end a TLS 1.3
+/// direction: the fixed fields and supported_versions only (the full check is
+/// [`parse_server_hello`], which the caller runs for reporting).
+#[inline(always)]
+pub(crate) fn server_hello_choice(dir: &mut Direction) -> Option<(u16, u16)> {
+    let buf = buffered(
+        dir.flags,
+        dir.hello_type,
+        dir.hello_len,
+        dir.hello_msg_len,
+        &dir.hello,
+        &mut dir.scratch as *mut u32,
+        handshake::SERVER_HELLO,
+    )?;
+    if buf.cut || !buf.has(0, 35) {
+        return None;
+    }
+    let legacy = buf.u16(0);
+    let sid = buf.u8(34) as u32;
+    if sid > 32 || !buf.has(35 + sid, 3) {
+        return None;
+    }
+    let mut off = 35 + sid;
+    let cipher = buf.u16(off);
+    off += 3;
+    if off == buf.msg_len {
+        return Some((legacy, cipher));
+    }
+    if !buf.has(off, 2) {
+        return None;
+    }
+    let end = off + 2 + buf.u16(off) as u32;
+    off += 2;
+    if end != buf.msg_len {
+        return None;
+    }
+    let v = find_extension(
+        &buf,
+        off,
+        end,
+        MAX_SERVER_EXTENSIONS,
+        ext::SUPPORTED_VERSIONS,
+    );
+    if !v.seen {
+        return Some((legacy, cipher));
+    }
+    if v.len != 2 {
+        return None;
+    }
+    Some((buf.u16(v.off), cipher))
 }

@@ -1,5 +1,6 @@
 //! Generated from the IANA TLS cipher suite registry as tabulated by tls-parser 0.12.2.
-//! `tests/tls_tables.rs` checks it against tls-parser. Do not edit by hand.
+//! `tests/tls_tables.rs` checks it against tls-parser. Made by
+//! tests/data/gen_cipher_tables.py; do not edit.
 
 /// (id, IANA name), sorted by id.
 pub(crate) static CIPHER_NAMES: &[(u16, &str)] = &[
