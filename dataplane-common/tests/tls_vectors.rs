@@ -328,3 +328,30 @@ fn offsets_inside_a_larger_buffer() {
     assert_eq!(ch.sni(), b"server.test");
     assert_eq!(d.state, state::DONE);
 }
+
+/// The kernel's small SNI walk (`client_hello_sni`) agrees with `parse_client_hello` on every
+/// real handshake.
+#[test]
+fn kernel_sni_walk_agrees_with_the_full_parser() {
+    use dataplane_common::tls::{ClientHello, client_hello_sni, feed, parse_client_hello};
+    let mut checked = 0;
+    for v in vectors() {
+        let mut dir = fresh();
+        let ev = feed(&mut dir, v.c2s.as_slice(), 0, v.c2s.len() as u32);
+        if !ev.contains(Events::CLIENT_HELLO) {
+            continue;
+        }
+        let mut full = ClientHello::ZERO;
+        assert!(parse_client_hello(&dir, &mut full), "{}", v.name);
+        let mut sni = [0u8; 128];
+        let n = client_hello_sni(&dir, &mut sni);
+        assert_eq!(n, full.sni_len as usize, "{}: SNI length", v.name);
+        let kept = n.min(128);
+        assert_eq!(&sni[..kept], &full.sni[..kept], "{}: SNI", v.name);
+        checked += 1;
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} vectors had a ClientHello in one feed"
+    );
+}

@@ -30,7 +30,7 @@ pub struct Handshake<'a> {
 /// Adds the handshake to its aggregate row and stops reading the connection: its state goes,
 /// the socket stays in the sockhash (removing a live socket corrupts it on this kernel) and the
 /// programs become no-ops for it.
-#[inline(always)]
+#[inline(never)]
 pub fn record(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
     record_row(key, conn, h);
     bump(stats::HANDSHAKES);
@@ -89,7 +89,7 @@ fn record_row(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
 
 /// Records a connection that is not TLS (version 0: plaintext, for "who still speaks
 /// plaintext" and istio_tcp_connections_opened_total), then stops reading it.
-#[inline(always)]
+#[inline(never)]
 pub fn plaintext(key: &ConnKey, conn: &ConnTls) {
     bump(stats::NOT_TLS);
     let no_sni = [0u8; SNI_LEN];
@@ -108,7 +108,7 @@ pub fn plaintext(key: &ConnKey, conn: &ConnTls) {
 }
 
 /// Stops reading a connection whose handshake could not be parsed: counted, then no-op.
-#[inline(always)]
+#[inline(never)]
 pub fn give_up(key: &ConnKey, why: u32) {
     bump(why);
     let _ = CONNS.remove(key);

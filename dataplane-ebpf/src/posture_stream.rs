@@ -50,9 +50,9 @@ pub fn mw_tls_msg(ctx: SkMsgContext) -> u32 {
     let Some(key) = key else {
         return sk_action::SK_PASS;
     };
-    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+    if unsafe { CONNS.get(&key) }.is_none() {
         return sk_action::SK_PASS;
-    };
+    }
     let size = ctx.size();
     // Make the whole message one contiguous buffer (handshake messages are small).
     // SAFETY: helper on our own context.
@@ -63,8 +63,7 @@ pub fn mw_tls_msg(ctx: SkMsgContext) -> u32 {
         data: ctx.data(),
         data_end: ctx.data_end(),
     };
-    // SAFETY: map value pointer, used within this program run.
-    feed(&key, unsafe { &mut *conn }, Way::Egress, &src, size);
+    feed(&key, Way::Egress, src, size);
     sk_action::SK_PASS
 }
 
@@ -96,14 +95,13 @@ pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
     let Some(key) = key else {
         return sk_action::SK_PASS;
     };
-    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+    if unsafe { CONNS.get(&key) }.is_none() {
         return sk_action::SK_PASS;
-    };
+    }
     // SAFETY: context field read at a constant offset.
     let len = unsafe { read_volatile(&(*skb).len) };
     let src = SkbBytes { skb: ctx.as_ptr() };
-    // SAFETY: map value pointer, used within this program run.
-    feed(&key, unsafe { &mut *conn }, Way::Ingress, &src, len);
+    feed(&key, Way::Ingress, src, len);
     sk_action::SK_PASS
 }
 

@@ -275,9 +275,18 @@ impl Agent {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// GET from the admin endpoint; a transient connection error (a busy 2-core machine
+    /// running tests in parallel) is retried twice before the test fails.
     pub fn get(&self, path: &str) -> String {
-        http_get(self.admin, path)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}\nagent log:\n{}", self.log()))
+        let mut last = None;
+        for _ in 0..3 {
+            match http_get(self.admin, path) {
+                Ok(body) => return body,
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("GET {path}: {:?}\nagent log:\n{}", last, self.log())
     }
 
     pub fn json(&self, path: &str) -> serde_json::Value {

@@ -66,10 +66,12 @@ mod ciphers;
 mod hello;
 #[cfg(not(target_arch = "bpf"))]
 mod names;
+mod sni;
 mod weak_table;
 
 pub use ciphers::*;
 pub use hello::*;
+pub use sni::{SNI_MAX_EXTENSIONS, client_hello_sni};
 
 /// Bytes of a ClientHello / ServerHello body kept for parsing. Longer messages are truncated
 /// ([`Events::TRUNCATED`]). A power of two: buffer offsets are masked with `HELLO_CAP - 1`.
