@@ -362,6 +362,23 @@ mod pod {
     unsafe impl aya::Pod for KernelOffsets {}
 }
 
+/// An IPv6 address from the four 32-bit context words the kernel gives (each word holds
+/// network-order bytes, so its native-endian bytes are the address bytes).
+#[inline(always)]
+pub fn ipv6_from_words(words: [u32; 4]) -> [u8; 16] {
+    let mut a = [0u8; 16];
+    let mut i = 0;
+    while i < 4 {
+        let b = words[i].to_ne_bytes();
+        a[i * 4] = b[0];
+        a[i * 4 + 1] = b[1];
+        a[i * 4 + 2] = b[2];
+        a[i * 4 + 3] = b[3];
+        i += 1;
+    }
+    a
+}
+
 /// Maps an address to the 16-byte form used in keys and events.
 pub fn ipv4_mapped(octets: [u8; 4]) -> [u8; 16] {
     let mut a = [0u8; 16];

@@ -4,12 +4,12 @@
 
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use dataplane_common::{
-    directions, hooks, identities, ipv4_mapped, stats, verdicts, workload_flags,
+    directions, hooks, identities, ipv4_mapped, ipv6_from_words, stats, verdicts, workload_flags,
 };
 
 use crate::{
     egress_table,
-    events::{EventFields, emit},
+    events::{EventFields, report},
     identity::current_workload,
     maps::{CONFIG, bump_stat},
     process,
@@ -49,7 +49,6 @@ fn on_v4(ctx: &SockAddrContext, hook: u8) -> i32 {
 #[inline(always)]
 fn on_v6(ctx: &SockAddrContext, hook: u8) -> i32 {
     let sa = ctx.sock_addr;
-    let mut addr = [0u8; 16];
     // SAFETY: four 32-bit context reads, as the verifier requires for user_ip6.
     let words = unsafe {
         [
@@ -59,17 +58,8 @@ fn on_v6(ctx: &SockAddrContext, hook: u8) -> i32 {
             (*sa).user_ip6[3],
         ]
     };
-    let mut i = 0;
-    while i < 4 {
-        let b = words[i].to_ne_bytes();
-        addr[i * 4] = b[0];
-        addr[i * 4 + 1] = b[1];
-        addr[i * 4 + 2] = b[2];
-        addr[i * 4 + 3] = b[3];
-        i += 1;
-    }
     let port = unsafe { (*sa).user_port };
-    on_connect(addr, port, hook)
+    on_connect(ipv6_from_words(words), port, hook)
 }
 
 /// `user_ip4`/`user_ip6` hold network-order bytes, so native-endian byte views are the address.
@@ -97,7 +87,7 @@ fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
         subject.flags & workload_flags::HAS_ALLOW_POLICY != 0,
         &EGRESS_DEFAULTS,
     );
-    let mut event = EventFields {
+    let event = EventFields {
         cgroup_id,
         workload_id: workload.workload_id,
         rule_id: v.rule_id,
@@ -111,14 +101,9 @@ fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
         peer_identity: identities::UNKNOWN,
         process: true,
     };
-    if !v.allow {
-        emit(&event, events_per_sec);
-        return DENY;
+    if report(&v, event, events_per_sec) {
+        ALLOW
+    } else {
+        DENY
     }
-    if v.audit_rule_id != 0 {
-        event.rule_id = v.audit_rule_id;
-        event.verdict = verdicts::AUDIT;
-        emit(&event, events_per_sec);
-    }
-    ALLOW
 }

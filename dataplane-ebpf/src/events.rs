@@ -26,6 +26,24 @@ pub struct EventFields {
     pub process: bool,
 }
 
+/// Sends the event a verdict calls for (deny, or audit of an allowed connection) and returns
+/// whether the connection is allowed.
+#[inline(always)]
+pub fn report(v: &crate::verdict::Verdict, mut event: EventFields, events_per_sec: u32) -> bool {
+    if !v.allow {
+        event.rule_id = v.rule_id;
+        event.verdict = dataplane_common::verdicts::DENY;
+        emit(&event, events_per_sec);
+        return false;
+    }
+    if v.audit_rule_id != 0 {
+        event.rule_id = v.audit_rule_id;
+        event.verdict = dataplane_common::verdicts::AUDIT;
+        emit(&event, events_per_sec);
+    }
+    true
+}
+
 #[inline(always)]
 pub fn emit(f: &EventFields, events_per_sec: u32) {
     // SAFETY: helper without arguments.

@@ -6,11 +6,11 @@ use core::ptr::read_volatile;
 
 use aya_ebpf::{macros::sk_lookup, programs::SkLookupContext};
 use dataplane_common::{
-    AddrKey, directions, hooks, identities, ipv4_mapped, verdicts, workload_flags,
+    AddrKey, directions, hooks, identities, ipv4_mapped, ipv6_from_words, verdicts, workload_flags,
 };
 
 use crate::{
-    events::{EventFields, emit},
+    events::{EventFields, report},
     inbound_table,
     maps::{CONFIG, IDENTITIES},
     verdict::{INBOUND_DEFAULTS, istio_order},
@@ -59,7 +59,7 @@ pub fn mw_sk_lookup(ctx: SkLookupContext) -> u32 {
             ipv4_mapped(f.remote_ip4.to_ne_bytes()),
             ipv4_mapped(f.local_ip4.to_ne_bytes()),
         ),
-        AF_INET6 => (v6(f.remote_ip6), v6(f.local_ip6)),
+        AF_INET6 => (ipv6_from_words(f.remote_ip6), ipv6_from_words(f.local_ip6)),
         _ => return SK_PASS,
     };
     let (local_port, remote_port) = (f.local_port as u16, u16::from_be(f.remote_port));
@@ -79,7 +79,7 @@ pub fn mw_sk_lookup(ctx: SkLookupContext) -> u32 {
         server.flags & workload_flags::HAS_ALLOW_INBOUND != 0,
         &INBOUND_DEFAULTS,
     );
-    let mut event = EventFields {
+    let event = EventFields {
         cgroup_id: 0,
         workload_id: server.workload_id,
         rule_id: v.rule_id,
@@ -93,16 +93,11 @@ pub fn mw_sk_lookup(ctx: SkLookupContext) -> u32 {
         peer_identity,
         process: false,
     };
-    if !v.allow {
-        emit(&event, events_per_sec);
-        return SK_DROP;
+    if report(&v, event, events_per_sec) {
+        SK_PASS
+    } else {
+        SK_DROP
     }
-    if v.audit_rule_id != 0 {
-        event.rule_id = v.audit_rule_id;
-        event.verdict = verdicts::AUDIT;
-        emit(&event, events_per_sec);
-    }
-    SK_PASS
 }
 
 /// The bpf_sk_lookup fields the verdict needs.
@@ -122,19 +117,4 @@ fn identity(addr: [u8; 16], slot: u32) -> Option<dataplane_common::WorkloadValue
     let key = AddrKey { addr, slot };
     // SAFETY: value is Copy and read immediately.
     unsafe { IDENTITIES.get(&key).copied() }
-}
-
-#[inline(always)]
-fn v6(words: [u32; 4]) -> [u8; 16] {
-    let mut addr = [0u8; 16];
-    let mut i = 0;
-    while i < 4 {
-        let b = words[i].to_ne_bytes();
-        addr[i * 4] = b[0];
-        addr[i * 4 + 1] = b[1];
-        addr[i * 4 + 2] = b[2];
-        addr[i * 4 + 3] = b[3];
-        i += 1;
-    }
-    addr
 }

@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::SockOpsContext,
 };
 use dataplane_common::{
-    ipv4_mapped,
+    ipv4_mapped, ipv6_from_words,
     posture::{ConnKey, ListenerKey, roles, stats},
 };
 
@@ -141,7 +141,7 @@ fn conn_key(ctx: &SockOpsContext) -> Option<ConnKey> {
     };
     let (local, remote) = match family {
         AF_INET => (ipv4_mapped(l4.to_ne_bytes()), ipv4_mapped(r4.to_ne_bytes())),
-        AF_INET6 => (words(l6), words(r6)),
+        AF_INET6 => (ipv6_from_words(l6), ipv6_from_words(r6)),
         _ => return None,
     };
     Some(ConnKey {
@@ -159,19 +159,4 @@ fn conn_key(ctx: &SockOpsContext) -> Option<ConnKey> {
 pub fn remote_port(v: u32) -> u16 {
     let p = if v > 0xffff { v >> 16 } else { v };
     u16::from_be(p as u16)
-}
-
-#[inline(always)]
-pub fn words(w: [u32; 4]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    let mut i = 0;
-    while i < 4 {
-        let b = w[i].to_ne_bytes();
-        a[i * 4] = b[0];
-        a[i * 4 + 1] = b[1];
-        a[i * 4 + 2] = b[2];
-        a[i * 4 + 3] = b[3];
-        i += 1;
-    }
-    a
 }

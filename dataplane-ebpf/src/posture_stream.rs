@@ -11,12 +11,12 @@ use aya_ebpf::{
     macros::{sk_msg, stream_verdict},
     programs::{SkBuffContext, SkMsgContext},
 };
-use dataplane_common::{ipv4_mapped, posture::ConnKey, tls::ByteSource};
+use dataplane_common::{ipv4_mapped, ipv6_from_words, posture::ConnKey, tls::ByteSource};
 
 use crate::{
     posture_maps::CONNS,
     posture_parse::{Way, feed},
-    posture_sockops::{remote_port, words},
+    posture_sockops::remote_port,
 };
 
 const AF_INET: u32 = 2;
@@ -156,7 +156,7 @@ fn conn_key(
             ipv4_mapped(local4.to_ne_bytes()),
             ipv4_mapped(remote4.to_ne_bytes()),
         ),
-        AF_INET6 => (words(local6), words(remote6)),
+        AF_INET6 => (ipv6_from_words(local6), ipv6_from_words(remote6)),
         _ => return None,
     };
     Some(ConnKey {

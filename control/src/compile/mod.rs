@@ -313,14 +313,11 @@ pub fn compile_with_binaries(
         selections.push(selected);
         for (index, rule) in p.rules.iter().enumerate() {
             let name = format!("{}/{}#{index}", p.namespace, p.name);
-            if name.len() > RULE_NAME_LEN {
-                diags.error(
-                    Location::new(&p.location.file, rule.line),
-                    format!(
-                        "rule name `{name}` is longer than {RULE_NAME_LEN} bytes, the kernel's rule name limit; use a shorter namespace or policy name"
-                    ),
-                );
-            }
+            check_rule_name(
+                &name,
+                Location::new(&p.location.file, rule.line),
+                &mut diags,
+            );
             rule_names.push(name);
         }
         if rule_names.len() > rule_capacity {
@@ -375,14 +372,11 @@ pub fn compile_with_binaries(
         }
         for rule in &p.rules {
             let name = inbound_rule_name(&src.namespace, &src.name, rule.index);
-            if name.len() > RULE_NAME_LEN {
-                diags.error(
-                    Location::new(&src.location.file, rule.line),
-                    format!(
-                        "rule name `{name}` is longer than {RULE_NAME_LEN} bytes, the kernel's rule name limit; use a shorter namespace or policy name"
-                    ),
-                );
-            }
+            check_rule_name(
+                &name,
+                Location::new(&src.location.file, rule.line),
+                &mut diags,
+            );
             rule_names.push(name);
         }
         if rule_names.len() > rule_capacity {
@@ -744,6 +738,18 @@ fn in_scope(
 ) -> bool {
     (namespace == workload.namespace || namespace == settings.root_namespace)
         && labels_match(match_labels, &workload.labels)
+}
+
+/// Rule names are kept in the kernel (RULE_NAMES) so counters survive restarts; they must fit.
+fn check_rule_name(name: &str, at: Location, diags: &mut Diagnostics) {
+    if name.len() > RULE_NAME_LEN {
+        diags.error(
+            at,
+            format!(
+                "rule name `{name}` is longer than {RULE_NAME_LEN} bytes, the kernel's rule name limit; use a shorter namespace or policy name"
+            ),
+        );
+    }
 }
 
 /// Warns about binary patterns that name no executable now: the policy applies to no process
