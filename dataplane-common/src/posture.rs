@@ -15,12 +15,17 @@ pub mod map_names {
     pub const POSTURE: &str = "MW_POSTURE";
     pub const SNI_NAMES: &str = "MW_SNI_NAMES";
     pub const STATS: &str = "MW_TLS_STATS";
+    /// Kernel-private program arrays of the stream programs' stages (not pinned).
+    pub const MSG_STAGES: &str = "MW_TLS_MSG_STAGES";
+    pub const SKB_STAGES: &str = "MW_TLS_SKB_STAGES";
 }
 
 pub mod program_names {
     pub const SOCKOPS: &str = "mw_sockops";
     pub const MSG: &str = "mw_tls_msg";
     pub const SKB: &str = "mw_tls_skb";
+    pub const MSG_HELLO: &str = "mw_tls_msg_hello";
+    pub const SKB_HELLO: &str = "mw_tls_skb_hello";
     pub const POST_BIND4: &str = "mw_post_bind4";
     pub const POST_BIND6: &str = "mw_post_bind6";
 }

@@ -23,8 +23,8 @@ pub struct Handshake<'a> {
     pub version: u16,
     pub cipher: u16,
     pub mtls: u8,
-    pub sni: &'a [u8; SNI_LEN],
-    pub sni_len: usize,
+    /// In map memory (the parser state): inserted into SNI_NAMES without a stack copy.
+    pub sni: &'a SniName,
 }
 
 /// Adds the handshake to its aggregate row and stops reading the connection: its state goes,
@@ -41,15 +41,13 @@ pub fn record(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
 fn record_row(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
     // SAFETY: helper without arguments.
     let now = unsafe { bpf_ktime_get_boot_ns() };
-    let sni = sni_hash(h.sni, h.sni_len);
-    if sni != 0 && unsafe { SNI_NAMES.get(&sni) }.is_none() {
-        let name = SniName {
-            len: h.sni_len as u32,
-            bytes: *h.sni,
-        };
-        if SNI_NAMES.insert(&sni, &name, 0).is_err() {
-            bump(stats::SNI_NAMES_FULL);
-        }
+    let len = (h.sni.len as usize).min(SNI_LEN);
+    let sni = sni_hash(&h.sni.bytes, len);
+    if sni != 0
+        && unsafe { SNI_NAMES.get(&sni) }.is_none()
+        && SNI_NAMES.insert(&sni, h.sni, 0).is_err()
+    {
+        bump(stats::SNI_NAMES_FULL);
     }
     let (server_port, peer) = if conn.role == dataplane_common::posture::roles::CLIENT {
         (key.remote_port, key.remote)
@@ -92,18 +90,13 @@ fn record_row(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
 #[inline(never)]
 pub fn plaintext(key: &ConnKey, conn: &ConnTls) {
     bump(stats::NOT_TLS);
-    let no_sni = [0u8; SNI_LEN];
-    record_row(
-        key,
-        conn,
-        &Handshake {
-            version: 0,
-            cipher: 0,
-            mtls: mtls::NO,
-            sni: &no_sni,
-            sni_len: 0,
-        },
-    );
+    let h = Handshake {
+        version: 0,
+        cipher: 0,
+        mtls: mtls::NO,
+        sni: &conn.parse.sni,
+    };
+    record_row(key, conn, &h);
     let _ = CONNS.remove(key);
 }
 

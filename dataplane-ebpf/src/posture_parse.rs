@@ -1,20 +1,15 @@
 //! Glue between the stream programs and the TLS parser (`dataplane_common::tls`, the same code
-//! user space tests and fuzzes): per-connection state of both directions, and the decision of
-//! when a handshake is complete enough to record.
+//! user space tests and fuzzes). Each chunk is handled in stages chained by tail calls, so that
+//! each program is verified on its own: a *feed* stage runs one `tls::feed` call; a *hello*
+//! stage reads a hello the feed stage completed; when the parser stops early (`MORE`) the feed
+//! stage runs again from the cursor kept in the map.
 
 use dataplane_common::{
-    posture::{ConnKey, SNI_LEN, mtls, stats},
+    posture::{ConnKey, SNI_LEN, SniName, mtls, stats},
     tls::{self, ByteSource, Direction, Events, ServerHello, dir_flags, versions},
 };
 
-use core::ffi::c_void;
-
-use aya_ebpf::helpers::generated::bpf_loop;
-
-use crate::{
-    posture_conn::{ConnTls, Handshake, give_up, plaintext, record},
-    posture_maps::{CONNS, SCRATCH},
-};
+use crate::posture_conn::{ConnTls, Handshake, give_up, plaintext, record};
 
 /// Parser state of one connection: both directions plus what the hellos said.
 #[repr(C)]
@@ -22,13 +17,17 @@ use crate::{
 pub struct ParseState {
     pub egress: Direction,
     pub ingress: Direction,
-    pub sni: [u8; SNI_LEN],
-    pub sni_len: u16,
+    /// The ClientHello's server name (interned into SNI_NAMES straight from here).
+    pub sni: SniName,
     pub version: u16,
     pub cipher: u16,
     /// 1 when the ClientHello went out (egress), 2 when it came in (ingress), 0 not yet.
     pub client_way: u8,
-    pub _pad: u8,
+    /// 1 while a chunk is being continued through tail calls (`cursor` is where).
+    pub continuing: u8,
+    pub cursor: u32,
+    /// Events of the last feed stage, for the hello stage.
+    pub pending: u32,
 }
 
 /// Which way the bytes go, seen from the governed socket.
@@ -45,144 +44,101 @@ pub struct Scratch {
     pub server_hello: ServerHello,
 }
 
-/// `feed` calls per chunk: the parser stops after each complete hello and after `MAX_SPANS`
-/// spans; a TLS 1.2 server flight in one segment needs two or three.
-const FEEDS_PER_CHUNK: u32 = 6;
-
-/// State of one chunk's feed loop, shared with the bpf_loop callback through the stack.
-#[repr(C)]
-struct ChunkLoop<S> {
-    key: ConnKey,
-    src: S,
-    way: u32,
-    start: u32,
-    len: u32,
-    events: u32,
+/// What the stream program does after a stage.
+pub enum Next {
+    Done,
+    Hello,
+    Feed,
 }
 
-/// Feeds one chunk [0, len) of a tracked connection's bytes. Each `feed` call runs in a
-/// bpf_loop callback: the verifier checks the parser once instead of once per call.
-#[inline(always)]
-pub fn feed<S: ByteSource>(key: &ConnKey, way: Way, src: S, len: u32) {
-    let mut lp = ChunkLoop {
-        key: *key,
-        src,
-        way: way as u32,
-        start: 0,
-        len,
-        events: 0,
-    };
-    // SAFETY: callback and context live for the duration of the call.
-    unsafe {
-        bpf_loop(
-            FEEDS_PER_CHUNK,
-            feed_once::<S> as *mut c_void,
-            (&mut lp as *mut ChunkLoop<S>).cast(),
-            0,
-        );
+fn dir_mut(st: &mut ParseState, way: Way) -> &mut Direction {
+    match way {
+        Way::Egress => &mut st.egress,
+        Way::Ingress => &mut st.ingress,
     }
-    let Some(conn) = CONNS.get_ptr_mut(key) else {
-        return;
-    };
-    // SAFETY: map value pointer, used within this program run.
-    let conn = unsafe { &mut *conn };
-    let ev = Events(lp.events);
+}
+
+/// Feed stage: one `tls::feed` call over [start, len) of this chunk. It only records what
+/// happened (`pending`, `cursor`); everything else is the hello stage's, so that this program
+/// calls nothing but the parser (the verifier's stack and instruction budgets).
+#[inline(always)]
+pub fn feed_stage<S: ByteSource>(conn: &mut ConnTls, way: Way, src: &S, len: u32) -> Next {
+    let st = &mut conn.parse;
+    let start = if st.continuing != 0 { st.cursor } else { 0 };
+    st.continuing = 0;
+    let dir = dir_mut(st, way);
+    let ev = tls::feed(dir, src, start, len);
+    let (state, resume) = (dir.state, dir.resume);
+    let mut pending = ev.0;
+    if ev.intersects(Events::MALFORMED | Events::SOURCE_ERROR) && state > tls::state::DONE {
+        pending |= Events::MALFORMED.0;
+    }
+    st.pending = pending;
+    st.cursor = resume;
+    if ev.contains(Events::MORE) && !ev.intersects(Events::CLIENT_HELLO | Events::SERVER_HELLO) {
+        st.continuing = 1;
+        return Next::Feed;
+    }
+    Next::Hello
+}
+
+/// Hello stage: reads the hello the feed stage completed, then continues the chunk or finishes.
+#[inline(always)]
+pub fn hello_stage(key: &ConnKey, conn: &mut ConnTls, way: Way, sh: &mut ServerHello) -> Next {
+    let ev = Events(conn.parse.pending);
+    conn.parse.pending = 0;
     if ev.contains(Events::NOT_TLS) {
         if conn.parse.client_way == 0 {
             plaintext(key, conn);
         } else {
             give_up(key, stats::MALFORMED);
         }
-        return;
+        return Next::Done;
     }
     if ev.contains(Events::MALFORMED) {
         give_up(key, stats::MALFORMED);
-        return;
+        return Next::Done;
     }
-    finish_if_complete(key, conn);
-}
-
-/// One `feed` call and the handling of the hello it completed; 1 stops the loop.
-extern "C" fn feed_once<S: ByteSource>(_index: u64, ctx: *mut c_void) -> i64 {
-    // SAFETY: bpf_loop passes back the ChunkLoop given to it.
-    let lp = unsafe { &mut *(ctx as *mut ChunkLoop<S>) };
-    let Some(conn) = CONNS.get_ptr_mut(&lp.key) else {
-        return 1;
-    };
-    // SAFETY: map value pointer, used within this callback.
-    let st = unsafe { &mut (*conn).parse };
-    let egress = lp.way == Way::Egress as u32;
-    let dir = if egress {
-        &mut st.egress
-    } else {
-        &mut st.ingress
-    };
-    let ev = tls::feed(dir, &lp.src, lp.start, lp.len);
-    let state = dir.state;
-    let resume = dir.resume;
-    if ev.intersects(Events::NOT_TLS) {
-        lp.events |= Events::NOT_TLS.0;
-        return 1;
-    }
-    if ev.intersects(Events::MALFORMED | Events::SOURCE_ERROR) && state > tls::state::DONE {
-        lp.events |= Events::MALFORMED.0;
-        return 1;
-    }
-    let way = if egress { Way::Egress } else { Way::Ingress };
+    let st = &mut conn.parse;
     if ev.contains(Events::CLIENT_HELLO) {
-        on_client_hello(st, way);
+        let dir = match way {
+            Way::Egress => &st.egress,
+            Way::Ingress => &st.ingress,
+        };
+        let n = tls::client_hello_sni(dir, &mut st.sni.bytes);
+        st.sni.len = n.min(SNI_LEN) as u32;
+        st.client_way = way as u8;
     }
     if ev.contains(Events::SERVER_HELLO) {
-        if let Some(scratch) = SCRATCH.get_ptr_mut(0) {
-            // SAFETY: per-CPU scratch, ours for this program run.
-            on_server_hello(st, way, unsafe { &mut (*scratch).server_hello });
+        let dir = match way {
+            Way::Egress => &st.egress,
+            Way::Ingress => &st.ingress,
+        };
+        if tls::parse_server_hello(dir, sh) {
+            if sh.hello_retry != 0 {
+                let client = match way {
+                    Way::Egress => &mut st.ingress,
+                    Way::Ingress => &mut st.egress,
+                };
+                tls::note_hello_retry(client);
+            } else {
+                st.version = sh.version;
+                st.cipher = sh.cipher;
+            }
         }
     }
-    if !ev.contains(Events::MORE) {
-        return 1;
+    if ev.contains(Events::MORE) {
+        st.continuing = 1;
+        return Next::Feed;
     }
-    lp.start = resume;
-    0
-}
-
-/// The SNI, with the parser's small verifier-friendly walk (the full ClientHello parse is for
-/// user space: it exceeds the verifier's budget).
-#[inline(always)]
-fn on_client_hello(st: &mut ParseState, way: Way) {
-    let dir = match way {
-        Way::Egress => &st.egress,
-        Way::Ingress => &st.ingress,
-    };
-    let n = tls::client_hello_sni(dir, &mut st.sni);
-    st.sni_len = n.min(SNI_LEN) as u16;
-    st.client_way = way as u8;
-}
-
-#[inline(always)]
-fn on_server_hello(st: &mut ParseState, way: Way, sh: &mut ServerHello) {
-    let dir = match way {
-        Way::Egress => &st.egress,
-        Way::Ingress => &st.ingress,
-    };
-    if !tls::parse_server_hello(dir, sh) {
-        return;
-    }
-    if sh.hello_retry != 0 {
-        let client = match way {
-            Way::Egress => &mut st.ingress,
-            Way::Ingress => &mut st.egress,
-        };
-        tls::note_hello_retry(client);
-    } else {
-        st.version = sh.version;
-        st.cipher = sh.cipher;
-    }
+    finish_if_complete(key, conn);
+    Next::Done
 }
 
 /// Records the handshake once its outcome is known: at the ServerHello for TLS 1.3 (mTLS is
 /// encrypted: unknown), or when the client's direction is done for TLS ≤ 1.2 (its Certificate,
 /// if any, came before its ChangeCipherSpec).
-#[inline(never)]
+#[inline(always)]
 fn finish_if_complete(key: &ConnKey, conn: &mut ConnTls) {
     let st = &conn.parse;
     if st.version == 0 || st.client_way == 0 {
@@ -209,7 +165,6 @@ fn finish_if_complete(key: &ConnKey, conn: &mut ConnTls) {
         cipher: st.cipher,
         mtls: m,
         sni: &st.sni,
-        sni_len: st.sni_len as usize,
     };
     record(key, conn, &h);
 }

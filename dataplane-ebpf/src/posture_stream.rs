@@ -1,21 +1,23 @@
 //! The stream programs on the sockhash: sk_msg sees what a governed socket sends, sk_skb
-//! stream_verdict what it receives. Both feed the connection's handshake parser while the
-//! connection is tracked and are no-ops afterwards. They never drop or hold data (SK_PASS).
+//! stream_verdict what it receives. Each runs the parser's feed stage and chains to the hello
+//! stage or back to the feed stage by tail calls (see posture_parse). They never drop or hold
+//! data (SK_PASS) and are no-ops for connections whose handshake was read.
 
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
     EbpfContext as _,
-    bindings::{__sk_buff, sk_action},
+    bindings::{__sk_buff, sk_action, sk_msg_md},
     helpers::generated::{bpf_msg_pull_data, bpf_probe_read_kernel, bpf_skb_load_bytes},
     macros::{sk_msg, stream_verdict},
+    maps::ProgramArray,
     programs::{SkBuffContext, SkMsgContext},
 };
 use dataplane_common::{ipv4_mapped, ipv6_from_words, posture::ConnKey, tls::ByteSource};
 
 use crate::{
-    posture_maps::CONNS,
-    posture_parse::{Way, feed},
+    posture_maps::{CONNS, MSG_STAGES, SCRATCH, SKB_STAGES, stages},
+    posture_parse::{Next, Way, feed_stage, hello_stage},
     posture_sockops::remote_port,
 };
 
@@ -24,9 +26,100 @@ const AF_INET6: u32 = 10;
 
 #[sk_msg]
 pub fn mw_tls_msg(ctx: SkMsgContext) -> u32 {
-    let md = ctx.msg;
+    let Some(key) = msg_key(ctx.msg) else {
+        return sk_action::SK_PASS;
+    };
+    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+        return sk_action::SK_PASS;
+    };
+    let size = ctx.size();
+    // Make the whole message one contiguous buffer (handshake messages are small).
+    // SAFETY: helper on our own context.
+    if unsafe { bpf_msg_pull_data(ctx.msg.cast(), 0, size, 0) } != 0 {
+        return sk_action::SK_PASS;
+    }
+    let src = MsgBytes {
+        data: ctx.data(),
+        data_end: ctx.data_end(),
+    };
+    // SAFETY: map value pointer, used within this program run.
+    let next = feed_stage(unsafe { &mut *conn }, Way::Egress, &src, size);
+    chain(&ctx, next, &MSG_STAGES, &key)
+}
+
+#[sk_msg]
+pub fn mw_tls_msg_hello(ctx: SkMsgContext) -> u32 {
+    let Some(key) = msg_key(ctx.msg) else {
+        return sk_action::SK_PASS;
+    };
+    let next = hello(&key, Way::Egress);
+    chain(&ctx, next, &MSG_STAGES, &key)
+}
+
+#[stream_verdict]
+pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
+    let skb = ctx.as_ptr() as *const __sk_buff;
+    let Some(key) = skb_key(skb) else {
+        return sk_action::SK_PASS;
+    };
+    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+        return sk_action::SK_PASS;
+    };
+    // SAFETY: context field read at a constant offset.
+    let len = unsafe { read_volatile(&(*skb).len) };
+    let src = SkbBytes { skb: ctx.as_ptr() };
+    // SAFETY: map value pointer, used within this program run.
+    let next = feed_stage(unsafe { &mut *conn }, Way::Ingress, &src, len);
+    chain(&ctx, next, &SKB_STAGES, &key)
+}
+
+#[stream_verdict]
+pub fn mw_tls_skb_hello(ctx: SkBuffContext) -> u32 {
+    let Some(key) = skb_key(ctx.as_ptr() as *const __sk_buff) else {
+        return sk_action::SK_PASS;
+    };
+    let next = hello(&key, Way::Ingress);
+    chain(&ctx, next, &SKB_STAGES, &key)
+}
+
+#[inline(always)]
+fn hello(key: &ConnKey, way: Way) -> Next {
+    let (Some(conn), Some(scratch)) = (CONNS.get_ptr_mut(key), SCRATCH.get_ptr_mut(0)) else {
+        return Next::Done;
+    };
+    // SAFETY: map value pointers, used within this program run.
+    unsafe { hello_stage(key, &mut *conn, way, &mut (*scratch).server_hello) }
+}
+
+/// Tail-calls the next stage; if that fails (tail-call limit), the chunk's remaining bytes
+/// are not read and the connection is left for the next chunk.
+#[inline(always)]
+fn chain<C: aya_ebpf::EbpfContext>(
+    ctx: &C,
+    next: Next,
+    stages_map: &ProgramArray,
+    key: &ConnKey,
+) -> u32 {
+    let index = match next {
+        Next::Done => return sk_action::SK_PASS,
+        Next::Feed => stages::FEED,
+        Next::Hello => stages::HELLO,
+    };
+    // SAFETY: the stages map holds programs of this program's type (filled by the loader).
+    unsafe { stages_map.tail_call(ctx, index) };
+    if let Some(conn) = CONNS.get_ptr_mut(key) {
+        // SAFETY: map value pointer.
+        unsafe { (*conn).parse.continuing = 0 };
+    }
+    sk_action::SK_PASS
+}
+
+/// Not inlined: its temporaries get their own stack frame (tail-calling programs keep
+/// frames under 256 bytes).
+#[inline(never)]
+fn msg_key(md: *mut sk_msg_md) -> Option<ConnKey> {
     // SAFETY: context fields read once each at constant offsets.
-    let key = unsafe {
+    unsafe {
         conn_key(
             read_volatile(&(*md).family),
             read_volatile(&(*md).local_ip4),
@@ -46,32 +139,13 @@ pub fn mw_tls_msg(ctx: SkMsgContext) -> u32 {
             read_volatile(&(*md).local_port),
             read_volatile(&(*md).remote_port),
         )
-    };
-    let Some(key) = key else {
-        return sk_action::SK_PASS;
-    };
-    if unsafe { CONNS.get(&key) }.is_none() {
-        return sk_action::SK_PASS;
     }
-    let size = ctx.size();
-    // Make the whole message one contiguous buffer (handshake messages are small).
-    // SAFETY: helper on our own context.
-    if unsafe { bpf_msg_pull_data(md.cast(), 0, size, 0) } != 0 {
-        return sk_action::SK_PASS;
-    }
-    let src = MsgBytes {
-        data: ctx.data(),
-        data_end: ctx.data_end(),
-    };
-    feed(&key, Way::Egress, src, size);
-    sk_action::SK_PASS
 }
 
-#[stream_verdict]
-pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
-    let skb = ctx.as_ptr() as *const __sk_buff;
+#[inline(never)]
+fn skb_key(skb: *const __sk_buff) -> Option<ConnKey> {
     // SAFETY: context fields read once each at constant offsets.
-    let key = unsafe {
+    unsafe {
         conn_key(
             read_volatile(&(*skb).family),
             read_volatile(&(*skb).local_ip4),
@@ -91,18 +165,7 @@ pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
             read_volatile(&(*skb).local_port),
             read_volatile(&(*skb).remote_port),
         )
-    };
-    let Some(key) = key else {
-        return sk_action::SK_PASS;
-    };
-    if unsafe { CONNS.get(&key) }.is_none() {
-        return sk_action::SK_PASS;
     }
-    // SAFETY: context field read at a constant offset.
-    let len = unsafe { read_volatile(&(*skb).len) };
-    let src = SkbBytes { skb: ctx.as_ptr() };
-    feed(&key, Way::Ingress, src, len);
-    sk_action::SK_PASS
 }
 
 /// An skb's payload, read with bpf_skb_load_bytes (offset 0 is the first payload byte).

@@ -96,11 +96,16 @@ pub mod names {
     }
 
     pub fn cipher(c: u16) -> String {
-        format!("0x{c:04x}")
+        if c == 0 {
+            return "none".into();
+        }
+        match dataplane_common::tls::cipher_name(c) {
+            "unknown" => format!("0x{c:04x}"),
+            name => name.to_string(),
+        }
     }
 
     pub fn weak_cipher_classes(c: u16) -> Vec<&'static str> {
-        let _ = c;
-        Vec::new()
+        dataplane_common::tls::weak_class_names(dataplane_common::tls::weak_classes(c)).collect()
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, MapData, SockHash};
+use aya::maps::{Array, MapData, ProgramArray, SockHash};
 use aya::programs::{SkMsg, SkSkb, SockOps};
 use aya::{
     Ebpf, EbpfLoader,
@@ -144,6 +144,47 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
         .context("program mw_sockops missing from the object")?
         .try_into()?;
     sockops.load().context("verifier rejected mw_sockops")?;
+    // The stages each stream program chains to by tail calls (index 0 feed, 1 hello; one
+    // program array per program type).
+    let mut msg_stages: ProgramArray<MapData> = ebpf
+        .take_map(posture_maps::MSG_STAGES)
+        .context("map MW_TLS_MSG_STAGES missing from the object")?
+        .try_into()?;
+    for (index, name) in [posture_programs::MSG, posture_programs::MSG_HELLO]
+        .into_iter()
+        .enumerate()
+    {
+        let prog: &mut SkMsg = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {name}"))?;
+        msg_stages
+            .set(index as u32, prog.fd()?, 0)
+            .with_context(|| format!("stage {name}"))?;
+    }
+    let mut skb_stages: ProgramArray<MapData> = ebpf
+        .take_map(posture_maps::SKB_STAGES)
+        .context("map MW_TLS_SKB_STAGES missing from the object")?
+        .try_into()?;
+    for (index, name) in [posture_programs::SKB, posture_programs::SKB_HELLO]
+        .into_iter()
+        .enumerate()
+    {
+        let prog: &mut SkSkb = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {name}"))?;
+        skb_stages
+            .set(index as u32, prog.fd()?, 0)
+            .with_context(|| format!("stage {name}"))?;
+    }
+    // Keep the stage maps alive as long as the programs that tail-call through them.
+    std::mem::forget(msg_stages);
+    std::mem::forget(skb_stages);
     let socks: SockHash<MapData, ConnKey> = ebpf
         .take_map(posture_maps::SOCKS)
         .context("map MW_TLS_SOCKS missing from the object")?
@@ -151,9 +192,8 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
     let fd = socks.fd().try_clone().context("dup sockhash fd")?;
     let msg: &mut SkMsg = ebpf
         .program_mut(posture_programs::MSG)
-        .context("program mw_tls_msg missing from the object")?
+        .context("program mw_tls_msg")?
         .try_into()?;
-    msg.load().context("verifier rejected mw_tls_msg")?;
     let id = msg
         .attach(&fd)
         .context("attach mw_tls_msg to the sockhash")?;
@@ -161,9 +201,8 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
     std::mem::forget(msg.take_link(id)?);
     let skb: &mut SkSkb = ebpf
         .program_mut(posture_programs::SKB)
-        .context("program mw_tls_skb missing from the object")?
+        .context("program mw_tls_skb")?
         .try_into()?;
-    skb.load().context("verifier rejected mw_tls_skb")?;
     let id = skb
         .attach(&fd)
         .context("attach mw_tls_skb to the sockhash")?;

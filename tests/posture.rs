@@ -1,0 +1,365 @@
+//! TLS posture measured in the kernel from real handshakes of real TLS stacks (openssl, curl,
+//! gnutls, Python ssl), with the governed workload as client and as server. Each test compares
+//! what meshward reports (/posture) with what the peers negotiated.
+
+mod support;
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use support::*;
+
+/// A CA, a server certificate for server.test and a client certificate, made with openssl.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn new(scratch: &Scratch) -> Self {
+        let dir = scratch.dir.clone();
+        let sh = |cmd: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(&dir)
+                .output()
+                .expect("sh");
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -subj /CN=meshward-test-ca -days 2",
+        );
+        for name in ["server", "client"] {
+            let cn = if name == "server" {
+                "server.test"
+            } else {
+                "client.test"
+            };
+            sh(&format!(
+                "openssl req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={cn} && \
+                 printf 'subjectAltName=DNS:{cn}\\n' > {name}.ext && \
+                 openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
+            ));
+        }
+        Self { dir }
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.dir.join(f).display().to_string()
+    }
+}
+
+/// An `openssl s_server` (outside any governed cgroup unless `rel` is given), killed on drop.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl TlsServer {
+    fn start(pki: &Pki, rel: Option<&str>, extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_server", "-accept", &format!("127.0.0.1:{port}"), "-cert"])
+            .arg(pki.path("server.crt"))
+            .arg("-key")
+            .arg(pki.path("server.key"))
+            .arg("-quiet")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = match rel {
+            Some(rel) => in_cgroup(&mut cmd, rel),
+            None => cmd.spawn().expect("openssl s_server"),
+        };
+        // A plain connect tells when it listens (s_server drops it and goes on serving).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s_server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `openssl s_client` in cgroup `rel` (stdin closed: handshake, then close).
+fn s_client(pki: &Pki, rel: Option<&str>, port: u16, extra: &[&str]) -> bool {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_client",
+        "-connect",
+        &format!("127.0.0.1:{port}"),
+        "-CAfile",
+    ])
+    .arg(pki.path("ca.crt"))
+    .args(extra)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let child = match rel {
+        Some(rel) => in_cgroup(&mut cmd, rel),
+        None => cmd.spawn().expect("openssl s_client"),
+    };
+    let out = child.wait_with_output().expect("s_client runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.contains("Verify return code: 0")
+}
+
+fn config(scratch: &Scratch, entries: &[String]) -> PathBuf {
+    scratch.write("policy.yaml", &entries.concat())
+}
+
+/// The posture records of a workload, once at least `min` handshakes were counted.
+fn records(agent: &Agent, workload: &str, min: u64) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let p = agent.json("/posture");
+        let rows: Vec<serde_json::Value> = p["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["workload"] == workload)
+            .cloned()
+            .collect();
+        let total: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum();
+        if total >= min {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "no posture for {workload}: {p}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn one(rows: &[serde_json::Value]) -> &serde_json::Value {
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    &rows[0]
+}
+
+/// A client workload in a cgroup; the agent reads TLS posture.
+struct Node {
+    _cg: CgroupTree,
+    _scratch: Scratch,
+    pki: Pki,
+    client: String,
+    server: String,
+    agent: Agent,
+}
+
+impl Node {
+    fn new(test: &str) -> Self {
+        let cg = CgroupTree::new(test);
+        let client = cg.child("client");
+        let server = cg.child("server");
+        let scratch = Scratch::new(test);
+        let pki = Pki::new(&scratch);
+        let path = config(
+            &scratch,
+            &[
+                workload("tls", "client", "client", &client),
+                workload("tls", "server", "server", &server),
+            ],
+        );
+        let agent = Agent::start(test, &path, &["--tls-posture"]);
+        Self {
+            _cg: cg,
+            _scratch: scratch,
+            pki,
+            client,
+            server,
+            agent,
+        }
+    }
+}
+
+#[test]
+fn openssl_versions_and_ciphers_as_seen_by_a_governed_client() {
+    let node = Node::new("posture-versions");
+    let cases: [(&[&str], &[&str], &str, &str); 5] = [
+        (
+            &["-tls1_3"],
+            &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+            "TLS 1.3",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            &["-tls1_2"],
+            &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"],
+            "TLS 1.2",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ),
+        (
+            &["-tls1_2", "-dhparam", "ffdhe2048"],
+            &["-tls1_2", "-cipher", "DHE-RSA-AES256-SHA@SECLEVEL=0"],
+            "TLS 1.2",
+            "TLS_DHE_RSA_WITH_AES_256_CBC_SHA",
+        ),
+        (
+            &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            "TLS 1.1",
+            "",
+        ),
+        (
+            &["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            &["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"],
+            "TLS 1.0",
+            "",
+        ),
+    ];
+    for (i, (server_args, client_args, version, cipher)) in cases.iter().enumerate() {
+        let server = TlsServer::start(&node.pki, None, server_args);
+        let mut args = vec!["-servername", "server.test"];
+        args.extend_from_slice(client_args);
+        assert!(
+            s_client(&node.pki, Some(&node.client), server.port, &args),
+            "case {i}: handshake"
+        );
+        let rows = records(&node.agent, "client", (i + 1) as u64);
+        let row = rows
+            .iter()
+            .find(|r| r["server_port"] == server.port)
+            .unwrap_or_else(|| panic!("case {i}: no row for port {}: {rows:#?}", server.port));
+        assert_eq!(row["tls_version"], *version, "case {i}: {row}");
+        if !cipher.is_empty() {
+            assert_eq!(row["cipher"], *cipher, "case {i}: {row}");
+        }
+        assert_eq!(row["sni"], "server.test", "case {i}: {row}");
+        assert_eq!(row["role"], "client");
+        let weak = version.ends_with("1.0") || version.ends_with("1.1");
+        assert_eq!(row["weak_version"], weak, "case {i}: {row}");
+    }
+}
+
+#[test]
+fn mtls_is_reported_where_the_wire_shows_it() {
+    let node = Node::new("posture-mtls");
+    let verify = [
+        "-CAfile",
+        &node.pki.path("ca.crt"),
+        "-Verify",
+        "1",
+        "-verify_return_error",
+    ]
+    .map(String::from);
+    let verify: Vec<&str> = verify.iter().map(String::as_str).collect();
+    let (cert, key) = (node.pki.path("client.crt"), node.pki.path("client.key"));
+    // TLS 1.2 with a client certificate: mTLS true.
+    let mut server_args = vec!["-tls1_2"];
+    server_args.extend(&verify);
+    let s = TlsServer::start(&node.pki, None, &server_args);
+    assert!(s_client(
+        &node.pki,
+        Some(&node.client),
+        s.port,
+        &["-tls1_2", "-cert", &cert, "-key", &key]
+    ));
+    let rows = records(&node.agent, "client", 1);
+    assert_eq!(one(&rows)["mtls"], true, "{rows:#?}");
+    // TLS 1.2 without a certificate request: false.
+    let s2 = TlsServer::start(&node.pki, None, &["-tls1_2"]);
+    assert!(s_client(
+        &node.pki,
+        Some(&node.client),
+        s2.port,
+        &["-tls1_2"]
+    ));
+    let rows = records(&node.agent, "client", 2);
+    let row = rows
+        .iter()
+        .find(|r| r["server_port"] == s2.port)
+        .expect("row");
+    assert_eq!(row["mtls"], false, "{row}");
+    // TLS 1.3 with a client certificate: the certificate is encrypted, so "unknown".
+    let mut server_args = vec!["-tls1_3"];
+    server_args.extend(&verify);
+    let s3 = TlsServer::start(&node.pki, None, &server_args);
+    assert!(s_client(
+        &node.pki,
+        Some(&node.client),
+        s3.port,
+        &["-tls1_3", "-cert", &cert, "-key", &key]
+    ));
+    let rows = records(&node.agent, "client", 3);
+    let row = rows
+        .iter()
+        .find(|r| r["server_port"] == s3.port)
+        .expect("row");
+    assert_eq!(row["mtls"], "unknown", "{row}");
+}
+
+#[test]
+fn governed_server_and_plaintext_streams() {
+    let node = Node::new("posture-server");
+    let s = TlsServer::start(&node.pki, Some(&node.server), &["-tls1_3"]);
+    assert!(s_client(
+        &node.pki,
+        None,
+        s.port,
+        &["-tls1_3", "-servername", "server.test"]
+    ));
+    let rows = records(&node.agent, "server", 1);
+    let tls: Vec<_> = rows
+        .iter()
+        .filter(|r| r["tls_version"] == "TLS 1.3")
+        .collect();
+    assert_eq!(tls.len(), 1, "{rows:#?}");
+    assert_eq!(tls[0]["role"], "server");
+    assert_eq!(tls[0]["sni"], "server.test");
+    // A plain HTTP request from the governed client: recorded as plaintext, passed untouched
+    // (the request reaches the server and its answer comes back).
+    let http = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = http.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = http.accept().expect("accept");
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).expect("read");
+        s.write_all(b"HTTP/1.0 200 OK\r\n\r\nplain").expect("write");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    });
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg("-c").arg(format!(
+        "import socket;s=socket.create_connection(('127.0.0.1',{port}));s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n');print(s.recv(64).decode())"
+    ));
+    let out = in_cgroup(cmd.stdout(Stdio::piped()), &node.client)
+        .wait_with_output()
+        .expect("python");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("plain"),
+        "answer passed untouched"
+    );
+    assert!(server.join().expect("server").starts_with("GET / HTTP/1.0"));
+    let rows = records(&node.agent, "client", 1);
+    assert!(
+        rows.iter()
+            .any(|r| r["tls_version"] == "none" && r["server_port"] == port),
+        "{rows:#?}"
+    );
+    let metrics = node.agent.get("/metrics");
+    assert!(
+        metrics.contains("meshward_tls_handshakes_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("connection_security_policy=\"unknown\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("connection_security_policy=\"none\""),
+        "{metrics}"
+    );
+}
