@@ -363,3 +363,54 @@ fn governed_server_and_plaintext_streams() {
         "{metrics}"
     );
 }
+
+#[test]
+fn long_tls_transfer_through_the_posture_programs_loses_and_reorders_nothing() {
+    let node = Node::new("posture-bulk");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/tls_echo.py");
+    let port = free_port();
+    let mut server = Command::new("/usr/bin/python3")
+        .args([
+            script,
+            "server",
+            &port.to_string(),
+            &node.pki.path("server.crt"),
+            &node.pki.path("server.key"),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tls echo server");
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready");
+        assert_eq!(line.trim(), "listening");
+    }
+    // 32 MiB each way in random chunk sizes, checked byte for byte by the client.
+    let total = 32 << 20;
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.args([
+        script,
+        "client",
+        &port.to_string(),
+        &node.pki.path("ca.crt"),
+        &total.to_string(),
+        "2026",
+    ])
+    .stdout(Stdio::piped());
+    let out = in_cgroup(&mut cmd, &node.client)
+        .wait_with_output()
+        .expect("tls echo client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("ok {total}"), "client: {text}");
+    let _ = server.wait();
+    // The handshake was read and the connection then left alone.
+    let rows = records(&node.agent, "client", 1);
+    assert!(
+        rows.iter()
+            .any(|r| r["tls_version"] == "TLS 1.3" && r["sni"] == "server.test"),
+        "{rows:#?}"
+    );
+}
