@@ -321,14 +321,13 @@ pub fn compile_with_binaries(
             rule_names.push(name);
         }
         if rule_names.len() > rule_capacity {
-            diags.error(
-                p.location.clone(),
-                format!(
-                    "too many rules: {} at EgressPolicy {}/{}, the kernel holds at most {rule_capacity}",
-                    rule_names.len(),
-                    p.namespace,
-                    p.name
-                ),
+            too_many_rules(
+                rule_names.len(),
+                "EgressPolicy",
+                &p.namespace,
+                &p.name,
+                &p.location,
+                &mut diags,
             );
             return Err(sorted(diags));
         }
@@ -380,14 +379,13 @@ pub fn compile_with_binaries(
             rule_names.push(name);
         }
         if rule_names.len() > rule_capacity {
-            diags.error(
-                src.location.clone(),
-                format!(
-                    "too many rules: {} at AuthorizationPolicy {}/{}, the kernel holds at most {rule_capacity}",
-                    rule_names.len(),
-                    src.namespace,
-                    src.name
-                ),
+            too_many_rules(
+                rule_names.len(),
+                "AuthorizationPolicy",
+                &src.namespace,
+                &src.name,
+                &src.location,
+                &mut diags,
             );
             return Err(sorted(diags));
         }
@@ -738,6 +736,24 @@ fn in_scope(
 ) -> bool {
     (namespace == workload.namespace || namespace == settings.root_namespace)
         && labels_match(match_labels, &workload.labels)
+}
+
+/// The rule count passed the kernel's capacity at this policy.
+fn too_many_rules(
+    count: usize,
+    kind: &str,
+    ns: &str,
+    name: &str,
+    at: &Location,
+    diags: &mut Diagnostics,
+) {
+    let capacity = MAX_RULES - FIRST_RULE_ID;
+    diags.error(
+        at.clone(),
+        format!(
+            "too many rules: {count} at {kind} {ns}/{name}, the kernel holds at most {capacity}"
+        ),
+    );
 }
 
 /// Rule names are kept in the kernel (RULE_NAMES) so counters survive restarts; they must fit.
