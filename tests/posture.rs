@@ -414,3 +414,74 @@ fn long_tls_transfer_through_the_posture_programs_loses_and_reorders_nothing() {
         "{rows:#?}"
     );
 }
+
+#[test]
+fn handshakes_split_into_tiny_segments_and_non_tls_bytes() {
+    let node = Node::new("posture-fragments");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/frag_tls.py");
+    for (i, (maxver, chunk, version)) in [("1.3", "7", "TLS 1.3"), ("1.2", "3", "TLS 1.2")]
+        .iter()
+        .enumerate()
+    {
+        let s = TlsServer::start(&node.pki, None, &[]);
+        let sni = format!("frag{i}.server.test");
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.args([
+            script,
+            &s.port.to_string(),
+            &node.pki.path("ca.crt"),
+            &sni,
+            chunk,
+            maxver,
+        ])
+        .stdout(Stdio::piped());
+        let out = in_cgroup(&mut cmd, &node.client)
+            .wait_with_output()
+            .expect("frag client");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with("ok"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let rows = records(&node.agent, "client", (i + 1) as u64);
+        let row = rows
+            .iter()
+            .find(|r| r["server_port"] == s.port)
+            .unwrap_or_else(|| panic!("{rows:#?}"));
+        assert_eq!(row["tls_version"], *version, "{row}");
+        assert_eq!(
+            row["sni"],
+            sni.as_str(),
+            "ClientHello in {chunk}-byte segments: {row}"
+        );
+    }
+    // Random bytes: not TLS; recorded as plaintext and passed untouched.
+    let (addr, _l) = listener("127.0.0.1");
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg("-c").arg(format!(
+        "import os,socket;s=socket.create_connection(('127.0.0.1',{}));s.sendall(os.urandom(4096));print('sent')",
+        addr.port()
+    ));
+    let out = in_cgroup(cmd.stdout(Stdio::piped()), &node.client)
+        .wait_with_output()
+        .expect("python");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "sent");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let p = node.agent.json("/posture");
+        let plaintext = p["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["tls_version"] == "none" && r["server_port"] == addr.port());
+        if plaintext {
+            assert_eq!(p["stats"]["malformed"], 0, "{p}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "random bytes not recorded as plaintext: {p}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
