@@ -8,7 +8,7 @@ NIGHTLY=nightly-2026-05-19
 BPF_LINKER_VERSION=0.13.0
 # Cached outside target/ so `cargo clean` keeps it.
 TOOLS_DIR=${MESHWARD_TOOLS_DIR:-$HOME/.cache/meshward-tools}
-APT_PACKAGES=(dnsmasq iproute2 procps curl python3)
+APT_PACKAGES=(dnsmasq iproute2 procps curl python3 openssl gnutls-bin)
 
 log() { printf '[bootstrap] %s\n' "$*"; }
 

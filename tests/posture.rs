@@ -485,3 +485,60 @@ fn handshakes_split_into_tiny_segments_and_non_tls_bytes() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn curl_and_gnutls_clients_are_read_like_openssl() {
+    let node = Node::new("posture-peers");
+    // curl, TLS 1.2 only, SNI from the URL.
+    let s = TlsServer::start(&node.pki, None, &["-www"]);
+    let url = format!("https://server.test:{}/", s.port);
+    let resolve = format!("server.test:{}:127.0.0.1", s.port);
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "--tlsv1.2",
+        "--tls-max",
+        "1.2",
+        "--cacert",
+    ])
+    .arg(node.pki.path("ca.crt"))
+    .args(["--resolve", &resolve, &url]);
+    let out = in_cgroup(cmd.stderr(Stdio::piped()), &node.client)
+        .wait_with_output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = records(&node.agent, "client", 1);
+    let row = rows
+        .iter()
+        .find(|r| r["server_port"] == s.port)
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert_eq!(row["tls_version"], "TLS 1.2", "{row}");
+    assert_eq!(row["sni"], "server.test", "{row}");
+    // gnutls-cli, TLS 1.3, a different TLS library.
+    let s2 = TlsServer::start(&node.pki, None, &[]);
+    let mut cmd = Command::new("gnutls-cli");
+    cmd.args([
+        "--x509cafile",
+        &node.pki.path("ca.crt"),
+        "--sni-hostname=gnutls.server.test",
+        "--insecure",
+    ])
+    .args(["-p", &s2.port.to_string(), "127.0.0.1"])
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    let _ = in_cgroup(&mut cmd, &node.client).wait();
+    let rows = records(&node.agent, "client", 2);
+    let row = rows
+        .iter()
+        .find(|r| r["server_port"] == s2.port)
+        .unwrap_or_else(|| panic!("{rows:#?}"));
+    assert_eq!(row["tls_version"], "TLS 1.3", "{row}");
+    assert_eq!(row["sni"], "gnutls.server.test", "{row}");
+}
