@@ -15,6 +15,7 @@
 //! evaluate_inbound(&CompiledPolicy, dst_workload_id: u32, src: IpAddr, src_identity: u32,
 //!                  port: u16) -> Decision
 //! identity_of(&CompiledPolicy, ip: IpAddr) -> u32                   // IDENTITIES lookup
+//! evaluate_sni(&CompiledPolicy, subject_id, dst, port, server_name) -> Decision  // at ClientHello
 //! CompiledPolicy::{rule(id), rule_name(id), workload(id), workload_by_name(ns, name),
 //!                  workload_by_address(ip), summary()}
 //! ```
@@ -37,6 +38,7 @@ mod compile;
 mod decode;
 mod diagnostics;
 mod evaluate;
+mod evaluate_sni;
 mod model;
 mod net;
 mod parse;
@@ -49,17 +51,20 @@ mod tests;
 pub use compile::pattern_text;
 pub use compile::{
     BinaryResolutions, CompiledPolicy, CompiledSubject, CompiledWorkload, EgressEntry, FileId,
-    PolicySummary, Resolutions, RuleInfo, RuleKind, Settings, compile, compile_with_binaries,
-    inbound_rule_name,
+    PolicySummary, Resolutions, RuleInfo, RuleKind, Settings, SniRequired, SniRule, compile,
+    compile_with_binaries, inbound_rule_name,
 };
 pub use dataplane_common::InboundEntry;
 pub use decode::Spanned;
 pub use diagnostics::{Diagnostic, Diagnostics, Location, Severity};
 pub use evaluate::{Decision, Verdict, evaluate, evaluate_inbound, identity_of};
+pub use evaluate_sni::evaluate_sni;
 pub use model::{
     Action, AuthorizationAction, AuthorizationPolicy, AuthorizationRule, BinaryMatch, Condition,
     Config, EgressPolicy, EgressRule, EgressTarget, Host, Operation, Source, Workload,
 };
-pub use net::{HostMatch, PortMatch, Prefix};
-pub use parse::{CGROUP_ANNOTATION, load_config, load_config_str};
+pub use net::{HostMatch, PortMatch, Prefix, parse_host};
+pub use parse::{
+    CGROUP_ANNOTATION, check_dns_label, check_dns_subdomain, load_config, load_config_str,
+};
 pub use rule_ids::RuleIds;

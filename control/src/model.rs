@@ -79,6 +79,26 @@ pub enum BinaryMatch {
     Prefix(String),
 }
 
+impl BinaryMatch {
+    /// Reads a `binaries` entry: an absolute path, or a path prefix ending in `*`.
+    pub fn parse(text: &str) -> Result<BinaryMatch, String> {
+        let (body, is_prefix) = match text.strip_suffix('*') {
+            Some(body) => (body, true),
+            None => (text, false),
+        };
+        if !body.starts_with('/') || body.contains('*') {
+            return Err(format!(
+                "`{text}` must be an absolute path, optionally ending in `*` to match a prefix"
+            ));
+        }
+        Ok(if is_prefix {
+            BinaryMatch::Prefix(body.to_string())
+        } else {
+            BinaryMatch::Exact(body.to_string())
+        })
+    }
+}
+
 /// One rule: matches if any of `to` matches; no `to` at all matches every connection.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EgressRule {

@@ -172,8 +172,9 @@ pub enum HostMatch {
     Suffix(String),
 }
 
-/// Parses one `hosts` entry. The flag is true if a CIDR had host bits set and was normalised.
-pub(crate) fn parse_host(text: &str) -> Result<(HostMatch, bool), String> {
+/// Parses one EgressPolicy `hosts` entry. The flag is true if a CIDR had host bits set and was
+/// normalised. Public so that other sources of policy (xDS) read hosts exactly as YAML does.
+pub fn parse_host(text: &str) -> Result<(HostMatch, bool), String> {
     let text = text.trim();
     if text == "*" {
         return Ok((HostMatch::Any, false));

@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod posture;
+pub mod sni_policy;
 // Range checks are written out as comparisons: the same code is compiled for the BPF target.
 #[allow(clippy::manual_range_contains)]
 pub mod tls;
@@ -73,6 +74,9 @@ pub mod rule_ids {
     /// Inbound twins of the two above (AuthorizationPolicy), counted apart from egress.
     pub const INBOUND_DEFAULT_DENY: u32 = 3;
     pub const INBOUND_DEFAULT_ALLOW: u32 = 4;
+    /// A TLS connection allowed at connect only by DNS-name ALLOW rules whose server name (SNI)
+    /// no ALLOW rule names: cut at its ClientHello.
+    pub const SNI_DEFAULT_DENY: u32 = 5;
 }
 pub const FIRST_RULE_ID: u32 = 16;
 
@@ -299,6 +303,8 @@ pub mod hooks {
     pub const SENDMSG4: u8 = 3;
     pub const SENDMSG6: u8 = 4;
     pub const SK_LOOKUP: u8 = 5;
+    /// sk_msg: a governed client's TLS ClientHello, decided on its server name.
+    pub const TLS_SNI: u8 = 6;
 }
 
 /// Verdict codes carried by events.

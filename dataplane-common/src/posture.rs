@@ -50,6 +50,19 @@ pub struct ConnKey {
     pub _pad: u32,
 }
 
+/// `SOCK_OWNERS` and `LISTENERS` value: who opened the socket, learned in process context.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Owner {
+    pub workload_id: u32,
+    /// The workload × binary subject whose egress rules apply (= `workload_id` when the
+    /// workload has no binary-scoped policy).
+    pub subject_id: u32,
+    /// The process's executable (device, inode as the kernel numbers them); 0 = unknown.
+    pub exe_dev: u64,
+    pub exe_ino: u64,
+}
+
 /// `LISTENERS` key.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -89,6 +102,9 @@ pub struct PostureKey {
     pub _pad: u32,
     /// FNV-1a of the SNI (0 = no SNI); the name is in `SNI_NAMES`.
     pub sni_hash: u64,
+    /// The governed process's executable (see [`Owner`]); 0 = unknown.
+    pub exe_dev: u64,
+    pub exe_ino: u64,
 }
 
 /// `POSTURE` value.
@@ -121,7 +137,9 @@ pub mod stats {
     pub const POSTURE_FULL: u32 = 5;
     pub const SNI_NAMES_FULL: u32 = 6;
     pub const SOCKHASH_FULL: u32 = 7;
-    pub const COUNT: u32 = 8;
+    /// TLS connections cut at their ClientHello by an SNI verdict.
+    pub const SNI_CUT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// FNV-1a over the first `len` bytes (bounded for the verifier).
@@ -146,6 +164,7 @@ mod pod {
     // SAFETY: repr(C), Copy, explicit padding, no pointers.
     unsafe impl aya::Pod for ConnKey {}
     unsafe impl aya::Pod for ListenerKey {}
+    unsafe impl aya::Pod for Owner {}
     unsafe impl aya::Pod for PostureKey {}
     unsafe impl aya::Pod for PostureValue {}
     unsafe impl aya::Pod for SniName {}
@@ -160,7 +179,8 @@ mod tests {
     fn layouts() {
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<ListenerKey>(), 16);
-        assert_eq!(size_of::<PostureKey>(), 40);
+        assert_eq!(size_of::<PostureKey>(), 56);
+        assert_eq!(size_of::<Owner>(), 24);
         assert_eq!(size_of::<PostureValue>(), 24);
     }
 

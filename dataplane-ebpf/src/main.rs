@@ -15,6 +15,7 @@ mod posture_parse;
 mod posture_sockops;
 mod posture_stream;
 mod process;
+mod sni_verdict;
 mod verdict;
 
 #[cfg(not(test))]

@@ -11,7 +11,9 @@ use dataplane_common::{
     MAX_BINARIES_PER_SLOT, MAX_EGRESS_ENTRIES_PER_SLOT, MAX_EGRESS_EXACT_PER_SLOT,
     MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT, MAX_INBOUND_EXACT_PER_SLOT, MAX_RULES,
     MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleCounters, RuleMatch, RuleName, SubjectKey,
-    WorkloadKey, WorkloadValue, stats,
+    WorkloadKey, WorkloadValue,
+    sni_policy::{MAX_SNI_REQUIRED_PER_SLOT, MAX_SNI_RULES_PER_SLOT, SniRequiredKey, SniRuleKey},
+    stats,
 };
 
 /// Owner: dataplane::tables (writes the active slot last, after both tables are complete).
@@ -61,6 +63,18 @@ pub static BINARIES: HashMap<FileKey, u32> = HashMap::pinned(MAX_BINARIES_PER_SL
 #[map(name = "MW_SUBJECTS")]
 pub static SUBJECTS: HashMap<SubjectKey, WorkloadValue> =
     HashMap::pinned(MAX_SUBJECTS_PER_SLOT * 2, 0);
+
+/// Owner: dataplane::tables. (subject, port, slot, server-name key) → the EgressPolicy name rules
+/// that match a TLS server name (see dataplane_common::sni_policy).
+#[map(name = "MW_SNI_RULES")]
+pub static SNI_RULES: HashMap<SniRuleKey, RuleMatch> =
+    HashMap::pinned(MAX_SNI_RULES_PER_SLOT * 2, BPF_F_NO_PREALLOC);
+
+/// Owner: dataplane::tables. (subject, port, slot, address) → the name ALLOW rule that alone
+/// admits connections to that address (0: an address rule admits them on that port).
+#[map(name = "MW_SNI_REQUIRED")]
+pub static SNI_REQUIRED: HashMap<SniRequiredKey, u32> =
+    HashMap::pinned(MAX_SNI_REQUIRED_PER_SLOT * 2, BPF_F_NO_PREALLOC);
 
 /// Owner: dataplane::loader (from the kernel's BTF, at every start).
 #[map(name = "MW_KERNEL_OFFSETS")]

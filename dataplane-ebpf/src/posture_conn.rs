@@ -3,7 +3,7 @@
 
 use aya_ebpf::helpers::generated::bpf_ktime_get_boot_ns;
 use dataplane_common::posture::{
-    ConnKey, PostureKey, PostureValue, SNI_LEN, SniName, mtls, sni_hash, stats,
+    ConnKey, Owner, PostureKey, PostureValue, SNI_LEN, SniName, mtls, sni_hash, stats,
 };
 
 use crate::posture_maps::{CONNS, POSTURE, SNI_NAMES, bump};
@@ -12,9 +12,11 @@ use crate::posture_maps::{CONNS, POSTURE, SNI_NAMES, bump};
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct ConnTls {
-    pub workload_id: u32,
+    pub owner: Owner,
     pub role: u8,
-    pub _pad: [u8; 3],
+    /// 1 once an SNI verdict cut the connection: everything it sends afterwards is dropped.
+    pub cut: u8,
+    pub _pad: [u8; 6],
     pub parse: crate::posture_parse::ParseState,
 }
 
@@ -55,7 +57,7 @@ fn record_row(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
         (key.local_port, key.remote)
     };
     let pk = PostureKey {
-        workload_id: conn.workload_id,
+        workload_id: conn.owner.workload_id,
         version: h.version,
         cipher: h.cipher,
         peer,
@@ -64,6 +66,8 @@ fn record_row(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
         mtls: h.mtls,
         _pad: 0,
         sni_hash: sni,
+        exe_dev: conn.owner.exe_dev,
+        exe_ino: conn.owner.exe_ino,
     };
     match POSTURE.get_ptr_mut(&pk) {
         Some(v) => {

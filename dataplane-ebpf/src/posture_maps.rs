@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use dataplane_common::posture::{
     ConnKey, ListenerKey, MAX_OWNERS, MAX_POSTURE_ENTRIES, MAX_SNI_NAMES, MAX_SOCKS,
-    MAX_TRACKED_CONNS, PostureKey, PostureValue, SniName, stats,
+    MAX_TRACKED_CONNS, Owner, PostureKey, PostureValue, SniName, stats,
 };
 
 use crate::posture_conn::ConnTls;
@@ -22,13 +22,14 @@ pub static SOCKS: SockHash<ConnKey> = SockHash::pinned(MAX_SOCKS, 0);
 #[map(name = "MW_TLS_CONNS")]
 pub static CONNS: LruHashMap<ConnKey, ConnTls> = LruHashMap::pinned(MAX_TRACKED_CONNS, 0);
 
-/// Kernel-private: socket cookie → workload id, at connect() (process context).
+/// Kernel-private: socket cookie → owner (workload, subject, executable), at connect() (process
+/// context).
 #[map(name = "MW_SOCK_OWNERS")]
-pub static SOCK_OWNERS: LruHashMap<u64, u32> = LruHashMap::pinned(MAX_OWNERS, 0);
+pub static SOCK_OWNERS: LruHashMap<u64, Owner> = LruHashMap::pinned(MAX_OWNERS, 0);
 
-/// Kernel-private: (netns cookie, port) → workload id, at listen() (process context).
+/// Kernel-private: (netns cookie, port) → owner, at listen() (process context).
 #[map(name = "MW_LISTENERS")]
-pub static LISTENERS: LruHashMap<ListenerKey, u32> = LruHashMap::pinned(MAX_OWNERS, 0);
+pub static LISTENERS: LruHashMap<ListenerKey, Owner> = LruHashMap::pinned(MAX_OWNERS, 0);
 
 /// Written by the kernel; read by dataplane::posture (the aggregates users see).
 #[map(name = "MW_POSTURE")]
@@ -46,13 +47,15 @@ pub static TLS_STATS: PerCpuArray<u64> = PerCpuArray::pinned(stats::COUNT, 0);
 pub mod stages {
     pub const FEED: u32 = 0;
     pub const HELLO: u32 = 1;
+    /// MSG_STAGES only: the SNI verdict on a governed client's ClientHello.
+    pub const SNI: u32 = 2;
 }
 
 /// Owner: dataplane::loader (fills them with the stage programs; a program array holds one
 /// program type, hence one per stream program type). Not pinned: each agent fills its own, and
 /// the stream programs it attaches use them.
 #[map(name = "MW_TLS_MSG_STAGES")]
-pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(3, 0);
 
 #[map(name = "MW_TLS_SKB_STAGES")]
 pub static SKB_STAGES: ProgramArray = ProgramArray::with_max_entries(2, 0);

@@ -5,7 +5,7 @@
 //! stage runs again from the cursor kept in the map.
 
 use dataplane_common::{
-    posture::{ConnKey, SNI_LEN, SniName, mtls, stats},
+    posture::{ConnKey, SNI_LEN, SniName, mtls, roles, stats},
     tls::{self, ByteSource, Direction, Events, ServerHello, dir_flags, versions},
 };
 
@@ -25,6 +25,9 @@ pub struct ParseState {
     pub client_way: u8,
     /// 1 while a chunk is being continued through tail calls (`cursor` is where).
     pub continuing: u8,
+    /// 1 if the server name was longer than `sni` holds.
+    pub sni_overlong: u8,
+    pub _pad: u8,
     pub cursor: u32,
     /// Events of the last feed stage, for the hello stage.
     pub pending: u32,
@@ -49,6 +52,8 @@ pub enum Next {
     Done,
     Hello,
     Feed,
+    /// A governed client's ClientHello: decide its server name (sk_msg only).
+    Sni,
 }
 
 fn dir_mut(st: &mut ParseState, way: Way) -> &mut Direction {
@@ -82,6 +87,18 @@ pub fn feed_stage<S: ByteSource>(conn: &mut ConnTls, way: Way, src: &S, len: u32
     Next::Hello
 }
 
+/// SNI stage (after a governed client's ClientHello): cut, or go on with the chunk.
+#[inline(always)]
+pub fn sni_stage(key: &ConnKey, conn: &mut ConnTls) -> Option<Next> {
+    if !crate::sni_verdict::allows(key, conn) {
+        return None;
+    }
+    if conn.parse.continuing != 0 {
+        return Some(Next::Feed);
+    }
+    Some(Next::Done)
+}
+
 /// Hello stage: reads the hello the feed stage completed, then continues the chunk or finishes.
 #[inline(always)]
 pub fn hello_stage(key: &ConnKey, conn: &mut ConnTls, way: Way, sh: &mut ServerHello) -> Next {
@@ -107,7 +124,12 @@ pub fn hello_stage(key: &ConnKey, conn: &mut ConnTls, way: Way, sh: &mut ServerH
         };
         let n = tls::client_hello_sni(dir, &mut st.sni.bytes);
         st.sni.len = n.min(SNI_LEN) as u32;
+        st.sni_overlong = u8::from(n > SNI_LEN);
         st.client_way = way as u8;
+        if way == Way::Egress && conn.role == roles::CLIENT {
+            st.continuing = u8::from(ev.contains(Events::MORE));
+            return Next::Sni;
+        }
     }
     if ev.contains(Events::SERVER_HELLO) {
         let dir = match way {

@@ -11,13 +11,15 @@ use aya_ebpf::{
 };
 use dataplane_common::{
     ipv4_mapped, ipv6_from_words,
-    posture::{ConnKey, ListenerKey, roles, stats},
+    posture::{ConnKey, ListenerKey, Owner, roles, stats},
+    workload_flags,
 };
 
 use crate::{
     identity::current_workload,
     maps::CONFIG,
     posture_maps::{CONNS, LISTENERS, SOCK_OWNERS, SOCKS, ZERO, bump},
+    process,
 };
 
 const TCP_CONNECT_CB: u32 = 3;
@@ -67,11 +69,25 @@ pub fn mw_sockops(ctx: SockOpsContext) -> u32 {
     1
 }
 
-/// The governed workload of the current task (process context only).
-#[inline(always)]
-fn owner_now() -> Option<u32> {
+/// The governed workload, egress subject and executable of the current task (process context
+/// only). Not inlined: its own stack frame.
+#[inline(never)]
+fn owner_now() -> Option<Owner> {
     let slot = CONFIG.get(0)?.active_slot;
-    current_workload(slot).map(|(_, w)| w.workload_id)
+    let (_, workload) = current_workload(slot)?;
+    let exe = process::current_exe();
+    let subject = if workload.flags & workload_flags::HAS_BINARY_RULES != 0 {
+        process::subject_of(workload, slot, exe)
+    } else {
+        workload
+    };
+    let (exe_dev, exe_ino) = exe.unwrap_or((0, 0));
+    Some(Owner {
+        workload_id: workload.workload_id,
+        subject_id: subject.workload_id,
+        exe_dev,
+        exe_ino,
+    })
 }
 
 #[inline(always)]
@@ -84,21 +100,21 @@ fn listener_key(ctx: &SockOpsContext) -> ListenerKey {
 }
 
 #[inline(always)]
-fn track(ctx: &SockOpsContext, workload_id: u32, role: u8) {
+fn track(ctx: &SockOpsContext, owner: Owner, role: u8) {
     let Some(key) = conn_key(ctx) else { return };
     let Some(zero) = ZERO.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: the per-CPU scratch is ours for the duration of the program.
     let conn = unsafe { &mut *zero };
-    conn.workload_id = workload_id;
+    conn.owner = owner;
     conn.role = role;
     if CONNS.insert(&key, conn, 0).is_err() {
         bump(stats::CONNS_FULL);
         return;
     }
     // Restore the template for the next connection.
-    conn.workload_id = 0;
+    conn.owner = Owner::default();
     conn.role = 0;
     let mut k = key;
     // SAFETY: ctx.ops is the kernel's bpf_sock_ops.

@@ -17,7 +17,7 @@ use dataplane_common::{ipv4_mapped, ipv6_from_words, posture::ConnKey, tls::Byte
 
 use crate::{
     posture_maps::{CONNS, MSG_STAGES, SCRATCH, SKB_STAGES, stages},
-    posture_parse::{Next, Way, feed_stage, hello_stage},
+    posture_parse::{Next, Way, feed_stage, hello_stage, sni_stage},
     posture_sockops::remote_port,
 };
 
@@ -32,6 +32,10 @@ pub fn mw_tls_msg(ctx: SkMsgContext) -> u32 {
     let Some(conn) = CONNS.get_ptr_mut(&key) else {
         return sk_action::SK_PASS;
     };
+    // SAFETY: map value pointer, used within this program run.
+    if unsafe { (*conn).cut } != 0 {
+        return sk_action::SK_DROP;
+    }
     let size = ctx.size();
     // Make the whole message one contiguous buffer (handshake messages are small).
     // SAFETY: helper on our own context.
@@ -56,6 +60,23 @@ pub fn mw_tls_msg_hello(ctx: SkMsgContext) -> u32 {
     chain(&ctx, next, &MSG_STAGES, &key)
 }
 
+/// Decides a governed client's ClientHello on its server name (see sni_verdict): SK_DROP cuts
+/// it (the sender gets EACCES, the server never sees the hello).
+#[sk_msg]
+pub fn mw_tls_msg_sni(ctx: SkMsgContext) -> u32 {
+    let Some(key) = msg_key(ctx.msg) else {
+        return sk_action::SK_PASS;
+    };
+    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+        return sk_action::SK_PASS;
+    };
+    // SAFETY: map value pointer, used within this program run.
+    match sni_stage(&key, unsafe { &mut *conn }) {
+        Some(next) => chain(&ctx, next, &MSG_STAGES, &key),
+        None => sk_action::SK_DROP,
+    }
+}
+
 #[stream_verdict]
 pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
     let skb = ctx.as_ptr() as *const __sk_buff;
@@ -65,6 +86,11 @@ pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
     let Some(conn) = CONNS.get_ptr_mut(&key) else {
         return sk_action::SK_PASS;
     };
+    // A connection cut at its ClientHello has no handshake left to read.
+    // SAFETY: map value pointer, used within this program run.
+    if unsafe { (*conn).cut } != 0 {
+        return sk_action::SK_PASS;
+    }
     // SAFETY: context field read at a constant offset.
     let len = unsafe { read_volatile(&(*skb).len) };
     let src = SkbBytes { skb: ctx.as_ptr() };
@@ -104,6 +130,7 @@ fn chain<C: aya_ebpf::EbpfContext>(
         Next::Done => return sk_action::SK_PASS,
         Next::Feed => stages::FEED,
         Next::Hello => stages::HELLO,
+        Next::Sni => stages::SNI,
     };
     // SAFETY: the stages map holds programs of this program's type (filled by the loader).
     unsafe { stages_map.tail_call(ctx, index) };

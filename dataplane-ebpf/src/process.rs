@@ -11,7 +11,13 @@ use crate::maps::{BINARIES, KERNEL_OFFSETS, SUBJECTS};
 /// binary that a policy names (or its executable cannot be read).
 #[inline(always)]
 pub fn subject(workload: WorkloadValue, slot: u32) -> WorkloadValue {
-    let Some((dev, ino)) = current_exe() else {
+    subject_of(workload, slot, current_exe())
+}
+
+/// The subject of `workload` for a process running `exe` (see [`subject`]).
+#[inline(always)]
+pub fn subject_of(workload: WorkloadValue, slot: u32, exe: Option<(u64, u64)>) -> WorkloadValue {
+    let Some((dev, ino)) = exe else {
         return workload;
     };
     let file = FileKey {
@@ -32,8 +38,10 @@ pub fn subject(workload: WorkloadValue, slot: u32) -> WorkloadValue {
     unsafe { SUBJECTS.get(&key).copied() }.unwrap_or(workload)
 }
 
+/// The current task's executable (device, inode); None without BTF offsets or for a kernel
+/// thread.
 #[inline(always)]
-fn current_exe() -> Option<(u64, u64)> {
+pub fn current_exe() -> Option<(u64, u64)> {
     let o: KernelOffsets = *KERNEL_OFFSETS.get(0)?;
     if o.valid == 0 {
         return None;

@@ -51,7 +51,7 @@ pub fn istio_order(m: &RuleMatch, has_allow_policy: bool, defaults: &Defaults) -
 }
 
 #[inline(always)]
-fn count(rule_id: u32, allowed: bool, audit: bool) {
+pub fn count(rule_id: u32, allowed: bool, audit: bool) {
     if let Some(c) = RULE_COUNTERS.get_ptr_mut(rule_id) {
         // SAFETY: per-CPU slot.
         let c: &mut RuleCounters = unsafe { &mut *c };

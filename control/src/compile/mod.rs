@@ -2,9 +2,11 @@
 
 mod binaries;
 mod inbound;
+mod sni;
 mod table;
 
 pub use binaries::{BinaryResolutions, CompiledSubject, FileId, pattern_text};
+pub use sni::{SniRequired, SniRule};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -14,7 +16,7 @@ use std::sync::OnceLock;
 use dataplane_common::{
     FIRST_RULE_ID, InboundEntry, MAX_BINARIES_PER_SLOT, MAX_EGRESS_ENTRIES_PER_SLOT,
     MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT, MAX_RULES, MAX_SUBJECTS_PER_SLOT,
-    MAX_WORKLOADS, RULE_NAME_LEN, RuleMatch, identities, rule_ids, workload_flags,
+    MAX_WORKLOADS, RULE_NAME_LEN, RuleMatch, identities, rule_ids, sni_policy, workload_flags,
 };
 use serde::Serialize;
 
@@ -133,6 +135,10 @@ pub struct CompiledPolicy {
     pub binaries: Vec<(FileId, u32)>,
     /// Workload × binary subjects (`SUBJECTS`); their ids key egress entries.
     pub subjects: Vec<CompiledSubject>,
+    /// `SNI_RULES`: name hosts checked against TLS server names, sorted.
+    pub sni_rules: Vec<SniRule>,
+    /// `SNI_REQUIRED`: addresses admitted only by name ALLOW rules, sorted.
+    pub sni_required: Vec<SniRequired>,
     /// The configuration's warnings followed by the compiler's.
     pub warnings: Diagnostics,
     pub(crate) index: OnceLock<EgressIndex>,
@@ -206,6 +212,10 @@ impl CompiledPolicy {
             }
             rule_ids::INBOUND_DEFAULT_ALLOW => {
                 "(inbound default allow: no ALLOW AuthorizationPolicy selects the workload)"
+                    .to_string()
+            }
+            rule_ids::SNI_DEFAULT_DENY => {
+                "(sni deny: admitted only by DNS-name ALLOW rules, and none names this TLS server name)"
                     .to_string()
             }
             rule_ids::NONE => "(none)".to_string(),
@@ -427,6 +437,7 @@ pub fn compile_with_binaries(
     let rule_ids = RuleIds::assign(previous_rule_ids, rule_names.iter().map(String::as_str));
     let mut rules = Vec::with_capacity(rule_names.len());
     let mut table = TableBuilder::default();
+    let mut sni = sni::SniBuilder::default();
     let mut names = rule_names.iter();
     for (pi, (p, selected)) in policies.iter().zip(&selections).enumerate() {
         let mut ids = Vec::with_capacity(p.rules.len());
@@ -449,7 +460,9 @@ pub fn compile_with_binaries(
         }
         let keys_per_rule: Vec<Vec<(u16, Prefix)>> =
             p.rules.iter().map(|r| rule_keys(r, resolved)).collect();
+        let rules_with_ids: Vec<_> = p.rules.iter().zip(ids.iter().copied()).collect();
         for (w, workload_id) in targets(pi, p, selected, &workloads, &subjects) {
+            sni.add(p, workload_id, &rules_with_ids, resolved);
             for (keys, &id) in keys_per_rule.iter().zip(&ids) {
                 for &(port, prefix) in keys {
                     table.insert(
@@ -476,6 +489,7 @@ pub fn compile_with_binaries(
         }
     }
     table.fold();
+    let (sni_rules, sni_required) = sni.finish();
 
     // Inbound: rule ids per AuthorizationPolicy, in rule order.
     let mut authz_ids: Vec<Vec<u32>> = Vec::with_capacity(authz.len());
@@ -540,6 +554,8 @@ pub fn compile_with_binaries(
         binary_patterns: binaries::patterns(policies.iter().copied()),
         binaries: binary_files,
         subjects,
+        sni_rules,
+        sni_required,
         warnings: diags,
         index: OnceLock::new(),
         inbound_index: OnceLock::new(),
@@ -864,7 +880,8 @@ fn targets(
     out
 }
 
-/// Warns about `*.suffix` hosts, which match nothing until in-kernel DNS learning exists.
+/// Warns about `*.suffix` hosts: at connect they match no address until in-kernel DNS learning
+/// exists; they are checked only against TLS server names (with `--tls-posture`).
 fn warn_unenforced_hosts(policy: &EgressPolicy, diags: &mut Diagnostics) {
     for host in policy
         .rules
@@ -872,20 +889,34 @@ fn warn_unenforced_hosts(policy: &EgressPolicy, diags: &mut Diagnostics) {
         .flat_map(|r| &r.to)
         .flat_map(|t| &t.hosts)
     {
-        if let HostMatch::Suffix(_) = host.matches {
-            let consequence = match policy.action {
-                Action::Deny => "this DENY is NOT enforced yet",
-                Action::Allow => "connections to such names are not allowed by this rule yet",
-                Action::Audit => "such connections are not audited yet",
-            };
+        let HostMatch::Suffix(suffix) = &host.matches else {
+            continue;
+        };
+        let at = Location::new(&policy.location.file, host.line);
+        let what = format!(
+            "EgressPolicy {}/{}: wildcard host `{}`",
+            policy.namespace, policy.name, host.text
+        );
+        if sni_policy::suffix_labels(suffix) > sni_policy::MAX_SUFFIXES {
             diags.warning(
-                Location::new(&policy.location.file, host.line),
+                at.clone(),
                 format!(
-                    "EgressPolicy {}/{}: wildcard host `{}` matches nothing until in-kernel DNS learning is implemented; {consequence}",
-                    policy.namespace, policy.name, host.text
+                    "{what} has more than {} labels after `*.` and can never match a TLS server name",
+                    sni_policy::MAX_SUFFIXES
                 ),
             );
         }
+        let consequence = match policy.action {
+            Action::Deny => "this DENY is NOT enforced on plaintext connections",
+            Action::Allow => "it admits no connection at connect",
+            Action::Audit => "plaintext connections are not audited",
+        };
+        diags.warning(
+            at,
+            format!(
+                "{what} matches no address until in-kernel DNS learning is implemented, only TLS server names (SNI, with --tls-posture); {consequence}"
+            ),
+        );
     }
 }
 

@@ -59,26 +59,16 @@ pub(crate) fn decode(
 
 fn decode_binary(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Spanned<BinaryMatch>> {
     let text = decode::string(ctx, node, path)?;
-    let (body, is_prefix) = match text.strip_suffix('*') {
-        Some(body) => (body, true),
-        None => (text.as_str(), false),
-    };
-    if !body.starts_with('/') || body.contains('*') {
-        ctx.error(
-            node.line,
-            format!("{path}: `{text}` must be an absolute path, optionally ending in `*` to match a prefix"),
-        );
-        return None;
+    match BinaryMatch::parse(&text) {
+        Ok(value) => Some(Spanned {
+            value,
+            line: node.line,
+        }),
+        Err(e) => {
+            ctx.error(node.line, format!("{path}: {e}"));
+            None
+        }
     }
-    let value = if is_prefix {
-        BinaryMatch::Prefix(body.to_string())
-    } else {
-        BinaryMatch::Exact(body.to_string())
-    };
-    Some(Spanned {
-        value,
-        line: node.line,
-    })
 }
 
 fn decode_rule(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<EgressRule> {

@@ -125,7 +125,7 @@ pub(crate) fn decode_metadata(ctx: &mut Ctx<'_>, node: &Node) -> Option<Metadata
 }
 
 /// A Kubernetes object name (DNS-1123 subdomain).
-pub(crate) fn check_dns_subdomain(s: &str) -> Result<(), String> {
+pub fn check_dns_subdomain(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {
         return Err(format!("`{s}` must have 1-253 characters"));
     }
@@ -144,7 +144,7 @@ pub(crate) fn check_dns_subdomain(s: &str) -> Result<(), String> {
 }
 
 /// A Kubernetes namespace name (DNS-1123 label).
-pub(crate) fn check_dns_label(s: &str) -> Result<(), String> {
+pub fn check_dns_label(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.bytes()

@@ -6,6 +6,7 @@ mod metadata;
 mod selector;
 mod workload_entry;
 
+pub use metadata::{check_dns_label, check_dns_subdomain};
 pub use workload_entry::CGROUP_ANNOTATION;
 
 use std::collections::HashMap;

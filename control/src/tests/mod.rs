@@ -7,6 +7,7 @@ mod inbound_property;
 mod inbound_semantics;
 mod parsing;
 mod property;
+mod sni_semantics;
 
 pub(crate) use crate::load_config_str;
 use crate::{Config, Diagnostics};

@@ -117,7 +117,8 @@ async fn explain(
     let binary = q
         .get("binary")
         .and_then(|b| super::binaries::file_id(std::path::Path::new(b)));
-    let mut explanation = match decide(compiled, from, to, binary) {
+    let sni = q.get("sni").or(q.get("host")).map(String::as_str);
+    let mut explanation = match decide(compiled, from, to, binary, sni) {
         Ok(e) => e,
         Err(e) => return (StatusCode::NOT_FOUND, e.to_string()).into_response(),
     };

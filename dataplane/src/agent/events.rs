@@ -22,7 +22,8 @@ pub async fn pump(mut reader: EventReader, shared: Arc<Shared>) {
         let mut log = shared.events();
         for e in batch {
             let inbound = e.direction == directions::INBOUND;
-            let workload = if inbound {
+            // Inbound and TLS SNI events are decided outside the caller's cgroup lookup.
+            let workload = if inbound || e.cgroup_id == 0 {
                 snapshot.workload_by_id(e.workload_id)
             } else {
                 snapshot

@@ -35,6 +35,12 @@ pub fn render(shared: &Shared) -> String {
                 "default-deny",
                 "DENY",
             ),
+            (
+                rule_ids::SNI_DEFAULT_DENY,
+                "egress",
+                "sni-default-deny",
+                "DENY",
+            ),
         ]
         .map(|(id, direction, rule, action)| RuleRow {
             id,
@@ -240,6 +246,11 @@ fn render_posture(shared: &Shared, snapshot: &super::state::Snapshot, out: &mut 
             out,
             "# HELP meshward_tls_unparsed_total Connections whose bytes were not a parseable TLS handshake, or that could not be tracked.\n# TYPE meshward_tls_unparsed_total counter\nmeshward_tls_unparsed_total{{reason=\"malformed\"}} {}\nmeshward_tls_unparsed_total{{reason=\"conns_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"posture_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"sockhash_full\"}} {}",
             s.malformed, s.conns_table_full, s.posture_table_full, s.sockhash_full
+        );
+        let _ = writeln!(
+            out,
+            "# HELP meshward_tls_sni_cut_total TLS connections cut at their ClientHello because the server name (SNI) is not allowed.\n# TYPE meshward_tls_sni_cut_total counter\nmeshward_tls_sni_cut_total {}",
+            s.sni_cut
         );
     }
 }

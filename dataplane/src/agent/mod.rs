@@ -4,6 +4,7 @@ mod admin;
 pub mod binaries;
 mod dns;
 mod events;
+mod exe_names;
 mod metrics;
 pub mod posture;
 mod reconcile;

@@ -19,6 +19,8 @@ pub struct PostureRecord {
     pub tls_version: String,
     pub cipher: String,
     pub sni: Option<String>,
+    /// The governed process's executable path, when known (see `exe_names`).
+    pub binary: Option<String>,
     /// true / false / "unknown" (TLS 1.3 hides the client certificate).
     pub mtls: serde_json::Value,
     pub peer: String,
@@ -46,6 +48,9 @@ pub fn records(rows: &[PostureRow], snapshot: &Snapshot) -> Vec<PostureRecord> {
                 tls_version: names::version(r.version),
                 cipher: names::cipher(r.cipher),
                 sni: r.sni.clone(),
+                binary: r
+                    .exe
+                    .and_then(|(dev, ino)| super::exe_names::path_of(dev, ino)),
                 mtls: match r.mtls {
                     mtls::YES => true.into(),
                     mtls::NO => false.into(),

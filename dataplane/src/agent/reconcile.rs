@@ -202,6 +202,16 @@ impl Reconciler {
         let mut generation = Generation {
             egress: compiled.egress.clone(),
             inbound: compiled.inbound.clone(),
+            sni_rules: compiled
+                .sni_rules
+                .iter()
+                .map(|r| ((r.subject_id, r.port, r.name_key), r.rules))
+                .collect(),
+            sni_required: compiled
+                .sni_required
+                .iter()
+                .map(|r| ((r.subject_id, r.port, r.addr), r.rule_id))
+                .collect(),
             ..Generation::default()
         };
         let mut workloads = Vec::new();
@@ -302,6 +312,7 @@ impl Reconciler {
             rule_ids::DEFAULT_DENY,
             rule_ids::INBOUND_DEFAULT_ALLOW,
             rule_ids::INBOUND_DEFAULT_DENY,
+            rule_ids::SNI_DEFAULT_DENY,
         ] {
             live.insert(id, compiled.rule_name(id));
         }

@@ -21,9 +21,13 @@ pub struct ExplainArgs {
     /// Destination `IP:PORT`.
     #[arg(long)]
     to: SocketAddr,
-    /// DNS name the destination was reached by (treated as resolving to the --to address).
+    /// DNS name the destination was reached by (treated as resolving to the --to address); also
+    /// the TLS server name (SNI) checked at the ClientHello unless --sni says otherwise.
     #[arg(long)]
     host: Option<String>,
+    /// TLS server name (SNI) the client sends, checked against the EgressPolicy name rules.
+    #[arg(long)]
+    sni: Option<String>,
     /// Executable of the connecting process, for EgressPolicies scoped to spec.binaries.
     #[arg(long)]
     binary: Option<PathBuf>,
@@ -50,6 +54,9 @@ pub struct Explanation {
     pub rule: String,
     pub audit_rule: Option<String>,
     pub egress: Option<Step>,
+    /// The ClientHello's server name checked (TLS connections; with --host or --sni).
+    #[serde(default)]
+    pub tls_sni: Option<Step>,
     pub inbound: Option<Step>,
 }
 
@@ -93,7 +100,8 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
                 .binary
                 .as_deref()
                 .and_then(crate::agent::binaries::file_id);
-            decide(&compiled, &args.from, args.to, file)?
+            let sni = args.sni.as_deref().or(args.host.as_deref());
+            decide(&compiled, &args.from, args.to, file, sni)?
         }
         None => {
             let mut query = format!(
@@ -103,6 +111,9 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
             );
             if let Some(host) = &args.host {
                 query.push_str(&format!("&host={}", encode(host)));
+            }
+            if let Some(sni) = &args.sni {
+                query.push_str(&format!("&sni={}", encode(sni)));
             }
             if let Some(binary) = &args.binary {
                 query.push_str(&format!("&binary={}", encode(&binary.to_string_lossy())));
@@ -123,6 +134,7 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
         );
         for (direction, step) in [
             ("egress", &explanation.egress),
+            ("tls sni", &explanation.tls_sni),
             ("inbound", &explanation.inbound),
         ] {
             if let Some(s) = step {
@@ -155,11 +167,17 @@ pub fn decide(
     from: &str,
     to: SocketAddr,
     binary: Option<control::FileId>,
+    sni: Option<&str>,
 ) -> Result<Explanation> {
     let (source, source_ip) = find_source(compiled, from)?;
+    let mut tls_sni = None;
     let egress = source.map(|w| {
         let subject = compiled.subject_of(w.workload_id, binary);
         let d = control::evaluate(compiled, subject, to.ip(), to.port());
+        if let (Some(name), control::Verdict::Allow) = (sni, d.verdict) {
+            let s = control::evaluate_sni(compiled, subject, to.ip(), to.port(), Some(name));
+            tls_sni = Some(step(compiled, s, w, None));
+        }
         step(compiled, d, w, None)
     });
     let server = control::identity_of(compiled, to.ip());
@@ -175,7 +193,7 @@ pub fn decide(
             .unwrap_or_else(|| "unknown".into());
         step(compiled, d, w, Some(who))
     });
-    let deciding = [&egress, &inbound]
+    let deciding = [&egress, &tls_sni, &inbound]
         .into_iter()
         .flatten()
         .find(|s| s.verdict == "deny")
@@ -193,6 +211,7 @@ pub fn decide(
         rule: deciding.rule,
         audit_rule: deciding.audit_rule,
         egress,
+        tls_sni,
         inbound,
     })
 }

@@ -56,6 +56,7 @@ pub fn hook_name(hook: u8) -> &'static str {
         hooks::SENDMSG4 => "sendmsg4",
         hooks::SENDMSG6 => "sendmsg6",
         hooks::SK_LOOKUP => "sk_lookup",
+        hooks::TLS_SNI => "tls_sni",
         _ => "unknown",
     }
 }

@@ -14,7 +14,7 @@ use aya::{
 use dataplane_common::posture::{
     ConnKey, map_names as posture_maps, program_names as posture_programs,
 };
-use dataplane_common::{KernelOffsets, map_names, program_names};
+use dataplane_common::{KernelOffsets, map_names, program_names, sni_policy};
 
 use super::{
     bpffs::PinDir,
@@ -73,6 +73,11 @@ pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
         .context("program mw_sk_lookup missing from the object")?
         .try_into()?;
     sk_lookup.load().context("verifier rejected mw_sk_lookup")?;
+    // Every program is loaded before maps are taken out of the object: a map whose handle is
+    // dropped (KERNEL_OFFSETS, once written) could no longer be referenced by a later load.
+    if tls_posture {
+        load_posture_programs(&mut ebpf)?;
+    }
     let tables = Tables::new(TableMaps {
         config: take(&mut ebpf, map_names::CONFIG)?,
         workloads: take(&mut ebpf, map_names::WORKLOADS)?,
@@ -83,6 +88,8 @@ pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
         inbound_exact: take(&mut ebpf, map_names::INBOUND_EXACT)?,
         binaries: take(&mut ebpf, map_names::BINARIES)?,
         subjects: take(&mut ebpf, map_names::SUBJECTS)?,
+        sni_rules: take(&mut ebpf, sni_policy::map_names::SNI_RULES)?,
+        sni_required: take(&mut ebpf, sni_policy::map_names::SNI_REQUIRED)?,
     })?;
     write_kernel_offsets(take(&mut ebpf, map_names::KERNEL_OFFSETS)?);
     let counters = Counters::new(
@@ -91,9 +98,6 @@ pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
         take(&mut ebpf, map_names::STATS)?,
     )?;
     let events = EventReader::new(take(&mut ebpf, map_names::EVENTS)?)?;
-    if tls_posture {
-        load_posture_programs(&mut ebpf)?;
-    }
     let posture = PostureMaps::new(
         take(&mut ebpf, posture_maps::POSTURE)?,
         take(&mut ebpf, posture_maps::SNI_NAMES)?,
@@ -144,15 +148,19 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
         .context("program mw_sockops missing from the object")?
         .try_into()?;
     sockops.load().context("verifier rejected mw_sockops")?;
-    // The stages each stream program chains to by tail calls (index 0 feed, 1 hello; one
-    // program array per program type).
+    // The stages each stream program chains to by tail calls (index 0 feed, 1 hello, 2 SNI
+    // verdict for sk_msg; one program array per program type).
     let mut msg_stages: ProgramArray<MapData> = ebpf
         .take_map(posture_maps::MSG_STAGES)
         .context("map MW_TLS_MSG_STAGES missing from the object")?
         .try_into()?;
-    for (index, name) in [posture_programs::MSG, posture_programs::MSG_HELLO]
-        .into_iter()
-        .enumerate()
+    for (index, name) in [
+        posture_programs::MSG,
+        posture_programs::MSG_HELLO,
+        dataplane_common::sni_policy::program_names::MSG_SNI,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let prog: &mut SkMsg = ebpf
             .program_mut(name)

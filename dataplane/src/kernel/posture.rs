@@ -30,6 +30,8 @@ pub struct PostureRow {
     pub peer: IpAddr,
     pub server_port: u16,
     pub sni: Option<String>,
+    /// The governed process's executable (kernel device number, inode), if read.
+    pub exe: Option<(u64, u64)>,
     pub count: u64,
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
@@ -45,6 +47,8 @@ pub struct PostureStats {
     pub posture_table_full: u64,
     pub sni_table_full: u64,
     pub sockhash_full: u64,
+    /// TLS connections cut at their ClientHello by an SNI verdict.
+    pub sni_cut: u64,
 }
 
 impl PostureMaps {
@@ -70,6 +74,7 @@ impl PostureMaps {
                 peer: to_ip(k.peer),
                 server_port: k.server_port,
                 sni: (k.sni_hash != 0).then(|| self.sni(k.sni_hash)).flatten(),
+                exe: (k.exe_ino != 0).then_some((k.exe_dev, k.exe_ino)),
                 count: v.count,
                 first_seen: boot.wall(v.first_seen_ns),
                 last_seen: boot.wall(v.last_seen_ns),
@@ -101,6 +106,7 @@ impl PostureMaps {
             posture_table_full: sum(stats::POSTURE_FULL)?,
             sni_table_full: sum(stats::SNI_NAMES_FULL)?,
             sockhash_full: sum(stats::SOCKHASH_FULL)?,
+            sni_cut: sum(stats::SNI_CUT)?,
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Owner of CONFIG, WORKLOADS, EGRESS_RULES, EGRESS_EXACT, IDENTITIES, INBOUND_RULES,
-//! INBOUND_EXACT, BINARIES and SUBJECTS.
+//! INBOUND_EXACT, BINARIES, SUBJECTS, SNI_RULES and SNI_REQUIRED.
 //! A policy generation is written into the inactive slot, then CONFIG's `active_slot` flips:
 //! every hook sees either the whole old generation or the whole new one. The old slot is
 //! cleared after a grace period longer than any program run.
@@ -20,11 +20,15 @@ use dataplane_common::{
     INBOUND_KEY_FIXED_BITS, InboundEntry, InboundKey, MAX_BINARIES_PER_SLOT,
     MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT,
     MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleMatch, SubjectKey, WorkloadKey, WorkloadValue,
+    sni_policy::{MAX_SNI_REQUIRED_PER_SLOT, MAX_SNI_RULES_PER_SLOT, SniRequiredKey, SniRuleKey},
 };
 
 /// Programs run for microseconds; this leaves a wide margin before old entries go.
 pub const GRACE: Duration = Duration::from_millis(50);
 pub const DEFAULT_EVENTS_PER_SEC: u32 = 1000;
+
+/// (subject, port, IPv4-mapped address) of `SNI_REQUIRED`.
+pub type SniAddress = (u32, u16, [u8; 16]);
 
 /// A complete policy generation, as compiled by `control` and resolved to kernel ids.
 #[derive(Clone, Debug, Default)]
@@ -39,6 +43,10 @@ pub struct Generation {
     pub binaries: Vec<((u64, u64), u32)>,
     /// (workload id, binary id) → subject.
     pub subjects: Vec<((u32, u32), WorkloadValue)>,
+    /// (subject, port, name key) → name rules (TLS server names).
+    pub sni_rules: Vec<((u32, u16, u64), RuleMatch)>,
+    /// (subject, port, address) → the name ALLOW rule that alone admits it (0 = exempt).
+    pub sni_required: Vec<(SniAddress, u32)>,
 }
 
 /// The maps this module owns, as taken from the loaded object.
@@ -52,6 +60,8 @@ pub struct TableMaps {
     pub inbound_exact: Map,
     pub binaries: Map,
     pub subjects: Map,
+    pub sni_rules: Map,
+    pub sni_required: Map,
 }
 
 pub struct Tables {
@@ -64,6 +74,8 @@ pub struct Tables {
     inbound_exact: HashMap<MapData, InboundKey, RuleMatch>,
     binaries: HashMap<MapData, FileKey, u32>,
     subjects: HashMap<MapData, SubjectKey, WorkloadValue>,
+    sni_rules: HashMap<MapData, SniRuleKey, RuleMatch>,
+    sni_required: HashMap<MapData, SniRequiredKey, u32>,
     current: Config,
 }
 
@@ -81,6 +93,8 @@ impl Tables {
             inbound_exact: maps.inbound_exact.try_into()?,
             binaries: maps.binaries.try_into()?,
             subjects: maps.subjects.try_into()?,
+            sni_rules: maps.sni_rules.try_into()?,
+            sni_required: maps.sni_required.try_into()?,
             current,
         })
     }
@@ -115,6 +129,16 @@ impl Tables {
                 "workload × binary subjects",
                 next.subjects.len(),
                 MAX_SUBJECTS_PER_SLOT,
+            ),
+            (
+                "SNI name rules",
+                next.sni_rules.len(),
+                MAX_SNI_RULES_PER_SLOT,
+            ),
+            (
+                "name-only addresses",
+                next.sni_required.len(),
+                MAX_SNI_REQUIRED_PER_SLOT,
             ),
         ] {
             if len > max as usize {
@@ -220,6 +244,30 @@ impl Tables {
                 .insert(&key, value, 0)
                 .context("write SUBJECTS")?;
         }
+        for ((subject_id, port, name), rules) in &next.sni_rules {
+            let key = SniRuleKey {
+                subject_id: *subject_id,
+                port: *port,
+                slot: slot as u8,
+                _pad: 0,
+                name: *name,
+            };
+            self.sni_rules
+                .insert(&key, rules, 0)
+                .context("write SNI_RULES")?;
+        }
+        for ((subject_id, port, addr), rule_id) in &next.sni_required {
+            let key = SniRequiredKey {
+                subject_id: *subject_id,
+                port: *port,
+                slot: slot as u8,
+                _pad: 0,
+                addr: *addr,
+            };
+            self.sni_required
+                .insert(&key, rule_id, 0)
+                .context("write SNI_REQUIRED")?;
+        }
         Ok(())
     }
 
@@ -250,6 +298,12 @@ impl Tables {
             self.inbound_exact,
             |k| u32::from(k.slot) == slot,
             "INBOUND_EXACT"
+        );
+        clear!(self.sni_rules, |k| u32::from(k.slot) == slot, "SNI_RULES");
+        clear!(
+            self.sni_required,
+            |k| u32::from(k.slot) == slot,
+            "SNI_REQUIRED"
         );
         clear!(
             self.egress,
