@@ -192,7 +192,13 @@ fn openssl_versions_and_ciphers_as_seen_by_a_governed_client() {
     let cases: [(&[&str], &[&str], &str, &str); 5] = [
         (
             &["-tls1_3"],
-            &["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+            &[
+                "-tls1_3",
+                "-ciphersuites",
+                "TLS_CHACHA20_POLY1305_SHA256",
+                "-alpn",
+                "h2,http/1.1",
+            ],
             "TLS 1.3",
             "TLS_CHACHA20_POLY1305_SHA256",
         ),
@@ -242,6 +248,21 @@ fn openssl_versions_and_ciphers_as_seen_by_a_governed_client() {
         assert_eq!(row["role"], "client");
         let weak = version.ends_with("1.0") || version.ends_with("1.1");
         assert_eq!(row["weak_version"], weak, "case {i}: {row}");
+        // What the client offered, read from its ClientHello in the kernel: s_client pinned
+        // to one version offers that version at most.
+        assert_eq!(row["offered_max_version"], *version, "case {i}: {row}");
+        let offered_weak = row["offered_weak_ciphers"].as_array().expect("list");
+        match i {
+            0 => {
+                assert_eq!(row["alpn"], "h2", "case {i}: {row}");
+                assert!(offered_weak.is_empty(), "case {i}: {row}");
+            }
+            2 => assert!(
+                offered_weak.iter().any(|c| c == "CBC-SHA1"),
+                "case {i}: {row}"
+            ),
+            _ => assert_eq!(row["alpn"], serde_json::Value::Null, "case {i}: {row}"),
+        }
     }
 }
 

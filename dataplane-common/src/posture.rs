@@ -26,8 +26,21 @@ pub mod program_names {
     pub const SKB: &str = "mw_tls_skb";
     pub const MSG_HELLO: &str = "mw_tls_msg_hello";
     pub const SKB_HELLO: &str = "mw_tls_skb_hello";
+    pub const MSG_OFFER: &str = "mw_tls_msg_offer";
+    pub const SKB_OFFER: &str = "mw_tls_skb_offer";
     pub const POST_BIND4: &str = "mw_post_bind4";
     pub const POST_BIND6: &str = "mw_post_bind6";
+}
+
+/// Indexes of the stream programs' stages in `MSG_STAGES` and `SKB_STAGES` (filled by the
+/// loader, tail-called by the programs).
+pub mod stages {
+    pub const FEED: u32 = 0;
+    pub const HELLO: u32 = 1;
+    /// MSG_STAGES only: the SNI verdict on a governed client's ClientHello.
+    pub const SNI: u32 = 2;
+    /// What a ClientHello offers (both arrays; index 2 of SKB_STAGES stays empty).
+    pub const OFFER: u32 = 3;
 }
 
 /// Connections whose handshake is being read at once (each holds ~9.5 KiB of parser state;
@@ -99,12 +112,17 @@ pub struct PostureKey {
     pub server_port: u16,
     pub role: u8,
     pub mtls: u8,
-    pub _pad: u32,
+    /// Highest version the client offered (0 = unknown).
+    pub offered_version: u16,
+    /// Weak-class bits (`tls::weak`) of the suites the client offered.
+    pub offered_weak: u16,
     /// FNV-1a of the SNI (0 = no SNI); the name is in `SNI_NAMES`.
     pub sni_hash: u64,
     /// The governed process's executable (see [`Owner`]); 0 = unknown.
     pub exe_dev: u64,
     pub exe_ino: u64,
+    /// The client's first ALPN protocol (NUL-padded; truncated to 16 bytes).
+    pub alpn: [u8; 16],
 }
 
 /// `POSTURE` value.
@@ -179,7 +197,7 @@ mod tests {
     fn layouts() {
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<ListenerKey>(), 16);
-        assert_eq!(size_of::<PostureKey>(), 56);
+        assert_eq!(size_of::<PostureKey>(), 72);
         assert_eq!(size_of::<Owner>(), 24);
         assert_eq!(size_of::<PostureValue>(), 24);
     }

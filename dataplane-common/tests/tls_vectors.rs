@@ -355,3 +355,44 @@ fn kernel_sni_walk_agrees_with_the_full_parser() {
         "only {checked} vectors had a ClientHello in one feed"
     );
 }
+
+/// The kernel's offer walk (`client_hello_offer`) agrees with `parse_client_hello` on every real
+/// handshake: highest offered version, weak classes offered, first ALPN protocol.
+#[test]
+fn kernel_offer_walk_agrees_with_the_full_parser() {
+    use dataplane_common::tls::{
+        ALPN_LEN, ClientHello, Offer, client_hello_offer, feed, parse_client_hello,
+    };
+    let mut checked = 0;
+    let mut with_alpn = 0;
+    for v in vectors() {
+        let mut dir = fresh();
+        let ev = feed(&mut dir, v.c2s.as_slice(), 0, v.c2s.len() as u32);
+        if !ev.contains(Events::CLIENT_HELLO) {
+            continue;
+        }
+        let mut full = ClientHello::ZERO;
+        assert!(parse_client_hello(&dir, &mut full), "{}", v.name);
+        let mut offer = Offer::default();
+        assert!(client_hello_offer(&dir, &mut offer), "{}", v.name);
+        let expected_max = if full.max_supported_version != 0 {
+            full.max_supported_version
+        } else {
+            full.legacy_version
+        };
+        assert_eq!(offer.max_version, expected_max, "{}: version", v.name);
+        assert_eq!(u32::from(offer.weak), full.weak_offered, "{}: weak", v.name);
+        assert_eq!(offer.alpn_len, full.alpn_len, "{}: ALPN length", v.name);
+        let kept = usize::from(offer.alpn_len).min(ALPN_LEN);
+        assert_eq!(
+            &offer.alpn[..kept],
+            &full.alpn_first[..kept],
+            "{}: ALPN",
+            v.name
+        );
+        with_alpn += usize::from(offer.alpn_len > 0);
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} vectors had a ClientHello");
+    assert!(with_alpn >= 1, "no vector offers ALPN");
+}

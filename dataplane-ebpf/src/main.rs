@@ -11,6 +11,7 @@ mod inbound_table;
 mod maps;
 mod posture_conn;
 mod posture_maps;
+mod posture_offer;
 mod posture_parse;
 mod posture_sockops;
 mod posture_stream;

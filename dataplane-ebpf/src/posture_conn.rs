@@ -64,10 +64,12 @@ fn record_row(key: &ConnKey, conn: &ConnTls, h: &Handshake) {
         server_port,
         role: conn.role,
         mtls: h.mtls,
-        _pad: 0,
         sni_hash: sni,
         exe_dev: conn.owner.exe_dev,
         exe_ino: conn.owner.exe_ino,
+        offered_version: conn.parse.offer.max_version,
+        offered_weak: conn.parse.offer.weak,
+        alpn: conn.parse.offer.alpn,
     };
     match POSTURE.get_ptr_mut(&pk) {
         Some(v) => {

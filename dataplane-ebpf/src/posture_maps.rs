@@ -43,22 +43,16 @@ pub static SNI_NAMES: HashMap<u64, SniName> = HashMap::pinned(MAX_SNI_NAMES, 0);
 #[map(name = "MW_TLS_STATS")]
 pub static TLS_STATS: PerCpuArray<u64> = PerCpuArray::pinned(stats::COUNT, 0);
 
-/// Indexes of the stream programs' stages in MSG_STAGES and SKB_STAGES.
-pub mod stages {
-    pub const FEED: u32 = 0;
-    pub const HELLO: u32 = 1;
-    /// MSG_STAGES only: the SNI verdict on a governed client's ClientHello.
-    pub const SNI: u32 = 2;
-}
+pub use dataplane_common::posture::stages;
 
 /// Owner: dataplane::loader (fills them with the stage programs; a program array holds one
 /// program type, hence one per stream program type). Not pinned: each agent fills its own, and
 /// the stream programs it attaches use them.
 #[map(name = "MW_TLS_MSG_STAGES")]
-pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(3, 0);
+pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
 #[map(name = "MW_TLS_SKB_STAGES")]
-pub static SKB_STAGES: ProgramArray = ProgramArray::with_max_entries(2, 0);
+pub static SKB_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
 /// Per-CPU scratch for the parser's outputs.
 #[map(name = "MW_TLS_SCRATCH")]

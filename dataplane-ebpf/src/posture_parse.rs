@@ -28,6 +28,8 @@ pub struct ParseState {
     /// 1 if the server name was longer than `sni` holds.
     pub sni_overlong: u8,
     pub _pad: u8,
+    /// What the ClientHello offered.
+    pub offer: tls::Offer,
     pub cursor: u32,
     /// Events of the last feed stage, for the hello stage.
     pub pending: u32,
@@ -54,6 +56,8 @@ pub enum Next {
     Feed,
     /// A governed client's ClientHello: decide its server name (sk_msg only).
     Sni,
+    /// A ClientHello: read what it offers.
+    Offer,
 }
 
 fn dir_mut(st: &mut ParseState, way: Way) -> &mut Direction {
@@ -93,10 +97,21 @@ pub fn sni_stage(key: &ConnKey, conn: &mut ConnTls) -> Option<Next> {
     if !crate::sni_verdict::allows(key, conn) {
         return None;
     }
-    if conn.parse.continuing != 0 {
-        return Some(Next::Feed);
+    Some(Next::Offer)
+}
+
+/// Offer stage (after a ClientHello went `way`): reads what it offers, then goes on with the
+/// chunk.
+#[inline(always)]
+pub fn offer_stage(key: &ConnKey, conn: &mut ConnTls, way: Way) -> Next {
+    match way {
+        Way::Egress => crate::posture_offer::read_offer::<true>(key, conn),
+        Way::Ingress => crate::posture_offer::read_offer::<false>(key, conn),
     }
-    Some(Next::Done)
+    if conn.parse.continuing != 0 {
+        return Next::Feed;
+    }
+    Next::Done
 }
 
 /// Hello stage: reads the hello the feed stage completed, then continues the chunk or finishes.
@@ -126,10 +141,11 @@ pub fn hello_stage(key: &ConnKey, conn: &mut ConnTls, way: Way, sh: &mut ServerH
         st.sni.len = n.min(SNI_LEN) as u32;
         st.sni_overlong = u8::from(n > SNI_LEN);
         st.client_way = way as u8;
+        st.continuing = u8::from(ev.contains(Events::MORE));
         if way == Way::Egress && conn.role == roles::CLIENT {
-            st.continuing = u8::from(ev.contains(Events::MORE));
             return Next::Sni;
         }
+        return Next::Offer;
     }
     if ev.contains(Events::SERVER_HELLO) {
         let dir = match way {

@@ -17,7 +17,7 @@ use dataplane_common::{ipv4_mapped, ipv6_from_words, posture::ConnKey, tls::Byte
 
 use crate::{
     posture_maps::{CONNS, MSG_STAGES, SCRATCH, SKB_STAGES, stages},
-    posture_parse::{Next, Way, feed_stage, hello_stage, sni_stage},
+    posture_parse::{Next, Way, feed_stage, hello_stage, offer_stage, sni_stage},
     posture_sockops::remote_port,
 };
 
@@ -77,6 +77,32 @@ pub fn mw_tls_msg_sni(ctx: SkMsgContext) -> u32 {
     }
 }
 
+#[sk_msg]
+pub fn mw_tls_msg_offer(ctx: SkMsgContext) -> u32 {
+    let Some(key) = msg_key(ctx.msg) else {
+        return sk_action::SK_PASS;
+    };
+    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+        return sk_action::SK_PASS;
+    };
+    // SAFETY: map value pointer, used within this program run.
+    let next = offer_stage(&key, unsafe { &mut *conn }, Way::Egress);
+    chain(&ctx, next, &MSG_STAGES, &key)
+}
+
+#[stream_verdict]
+pub fn mw_tls_skb_offer(ctx: SkBuffContext) -> u32 {
+    let Some(key) = skb_key(ctx.as_ptr() as *const __sk_buff) else {
+        return sk_action::SK_PASS;
+    };
+    let Some(conn) = CONNS.get_ptr_mut(&key) else {
+        return sk_action::SK_PASS;
+    };
+    // SAFETY: map value pointer, used within this program run.
+    let next = offer_stage(&key, unsafe { &mut *conn }, Way::Ingress);
+    chain(&ctx, next, &SKB_STAGES, &key)
+}
+
 #[stream_verdict]
 pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
     let skb = ctx.as_ptr() as *const __sk_buff;
@@ -131,6 +157,7 @@ fn chain<C: aya_ebpf::EbpfContext>(
         Next::Feed => stages::FEED,
         Next::Hello => stages::HELLO,
         Next::Sni => stages::SNI,
+        Next::Offer => stages::OFFER,
     };
     // SAFETY: the stages map holds programs of this program's type (filled by the loader).
     unsafe { stages_map.tail_call(ctx, index) };

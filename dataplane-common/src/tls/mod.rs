@@ -66,11 +66,16 @@ mod ciphers;
 mod hello;
 #[cfg(not(target_arch = "bpf"))]
 mod names;
+mod offer;
 mod sni;
 mod weak_table;
 
 pub use ciphers::*;
 pub use hello::*;
+pub use offer::{
+    ALPN_LEN, OFFER_MAX_EXTENSIONS, OFFER_MAX_SUITES, OFFER_MAX_VERSIONS, Offer, OfferWalk,
+    client_hello_offer, offer_extension, offer_finish, offer_start, offer_suite, offer_version,
+};
 pub use sni::{SNI_MAX_EXTENSIONS, client_hello_sni};
 
 /// Bytes of a ClientHello / ServerHello body kept for parsing. Longer messages are truncated

@@ -30,6 +30,11 @@ pub struct PostureRecord {
     pub last_seen: String,
     pub weak_version: bool,
     pub weak_cipher: Vec<&'static str>,
+    /// What the client offered (null when unknown): its highest version, the weak classes among
+    /// its suites, its first ALPN protocol.
+    pub offered_max_version: Option<String>,
+    pub offered_weak_ciphers: Vec<&'static str>,
+    pub alpn: Option<String>,
 }
 
 pub fn records(rows: &[PostureRow], snapshot: &Snapshot) -> Vec<PostureRecord> {
@@ -63,6 +68,10 @@ pub fn records(rows: &[PostureRow], snapshot: &Snapshot) -> Vec<PostureRecord> {
                 last_seen: rfc3339(r.last_seen),
                 weak_version: names::weak_version(r.version),
                 weak_cipher: names::weak_cipher_classes(r.cipher),
+                offered_max_version: (r.offered_version != 0)
+                    .then(|| names::version(r.offered_version)),
+                offered_weak_ciphers: names::weak_class_list(u32::from(r.offered_weak)),
+                alpn: r.alpn.clone(),
             }
         })
         .collect();
@@ -111,6 +120,10 @@ pub mod names {
     }
 
     pub fn weak_cipher_classes(c: u16) -> Vec<&'static str> {
-        dataplane_common::tls::weak_class_names(dataplane_common::tls::weak_classes(c)).collect()
+        weak_class_list(dataplane_common::tls::weak_classes(c))
+    }
+
+    pub fn weak_class_list(mask: u32) -> Vec<&'static str> {
+        dataplane_common::tls::weak_class_names(mask).collect()
     }
 }

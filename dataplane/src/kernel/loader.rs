@@ -12,7 +12,7 @@ use aya::{
     programs::{CgroupSockAddr, SkLookup},
 };
 use dataplane_common::posture::{
-    ConnKey, map_names as posture_maps, program_names as posture_programs,
+    ConnKey, map_names as posture_maps, program_names as posture_programs, stages,
 };
 use dataplane_common::{KernelOffsets, map_names, program_names, sni_policy};
 
@@ -148,20 +148,18 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
         .context("program mw_sockops missing from the object")?
         .try_into()?;
     sockops.load().context("verifier rejected mw_sockops")?;
-    // The stages each stream program chains to by tail calls (index 0 feed, 1 hello, 2 SNI
-    // verdict for sk_msg; one program array per program type).
+    // The stages each stream program chains to by tail calls (`posture::stages`; one program
+    // array per program type).
     let mut msg_stages: ProgramArray<MapData> = ebpf
         .take_map(posture_maps::MSG_STAGES)
         .context("map MW_TLS_MSG_STAGES missing from the object")?
         .try_into()?;
     for (index, name) in [
-        posture_programs::MSG,
-        posture_programs::MSG_HELLO,
-        dataplane_common::sni_policy::program_names::MSG_SNI,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        (stages::FEED, posture_programs::MSG),
+        (stages::HELLO, posture_programs::MSG_HELLO),
+        (stages::SNI, sni_policy::program_names::MSG_SNI),
+        (stages::OFFER, posture_programs::MSG_OFFER),
+    ] {
         let prog: &mut SkMsg = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name}"))?
@@ -169,17 +167,18 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
         prog.load()
             .with_context(|| format!("verifier rejected {name}"))?;
         msg_stages
-            .set(index as u32, prog.fd()?, 0)
+            .set(index, prog.fd()?, 0)
             .with_context(|| format!("stage {name}"))?;
     }
     let mut skb_stages: ProgramArray<MapData> = ebpf
         .take_map(posture_maps::SKB_STAGES)
         .context("map MW_TLS_SKB_STAGES missing from the object")?
         .try_into()?;
-    for (index, name) in [posture_programs::SKB, posture_programs::SKB_HELLO]
-        .into_iter()
-        .enumerate()
-    {
+    for (index, name) in [
+        (stages::FEED, posture_programs::SKB),
+        (stages::HELLO, posture_programs::SKB_HELLO),
+        (stages::OFFER, posture_programs::SKB_OFFER),
+    ] {
         let prog: &mut SkSkb = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name}"))?
@@ -187,7 +186,7 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
         prog.load()
             .with_context(|| format!("verifier rejected {name}"))?;
         skb_stages
-            .set(index as u32, prog.fd()?, 0)
+            .set(index, prog.fd()?, 0)
             .with_context(|| format!("stage {name}"))?;
     }
     // Keep the stage maps alive as long as the programs that tail-call through them.

@@ -32,6 +32,10 @@ pub struct PostureRow {
     pub sni: Option<String>,
     /// The governed process's executable (kernel device number, inode), if read.
     pub exe: Option<(u64, u64)>,
+    /// What the client offered: highest version, weak-class bits, first ALPN protocol.
+    pub offered_version: u16,
+    pub offered_weak: u16,
+    pub alpn: Option<String>,
     pub count: u64,
     pub first_seen: SystemTime,
     pub last_seen: SystemTime,
@@ -75,6 +79,9 @@ impl PostureMaps {
                 server_port: k.server_port,
                 sni: (k.sni_hash != 0).then(|| self.sni(k.sni_hash)).flatten(),
                 exe: (k.exe_ino != 0).then_some((k.exe_dev, k.exe_ino)),
+                offered_version: k.offered_version,
+                offered_weak: k.offered_weak,
+                alpn: alpn(&k.alpn),
                 count: v.count,
                 first_seen: boot.wall(v.first_seen_ns),
                 last_seen: boot.wall(v.last_seen_ns),
@@ -109,6 +116,12 @@ impl PostureMaps {
             sni_cut: sum(stats::SNI_CUT)?,
         })
     }
+}
+
+/// The NUL-padded ALPN protocol of a row (None when the client offered none).
+fn alpn(bytes: &[u8; 16]) -> Option<String> {
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    (len > 0).then(|| String::from_utf8_lossy(&bytes[..len]).into_owned())
 }
 
 /// Converts CLOCK_BOOTTIME nanoseconds (bpf_ktime_get_boot_ns) to wall-clock time.
