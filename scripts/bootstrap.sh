@@ -71,8 +71,28 @@ install_ja4_vectors() {
   rm -rf "$tmp"
 }
 
+# The xDS test server of xds/tests (grpcio + xds-protos), pinned, in a virtualenv under
+# TOOLS_DIR that leaves the system Python alone (xds/tests/support looks there, or at
+# $MESHWARD_XDS_PYTHON).
+XDS_PY_PACKAGES=(grpcio==1.85.1 xds-protos==1.85.0 protobuf==7.36.2 typing_extensions==4.16.0)
+install_xds_test_server() {
+  local venv="$TOOLS_DIR/xds-venv"
+  "$venv/bin/python" -c 'import grpc, envoy.service.discovery.v3.ads_pb2_grpc' 2>/dev/null && return
+  log "python: installing ${XDS_PY_PACKAGES[*]} into $venv"
+  mkdir -p "$TOOLS_DIR"
+  if ! python3 -m venv --clear "$venv"; then
+    # Debian's python3 ships venv/ensurepip in a package of its own.
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv --clear "$venv"
+  fi
+  "$venv/bin/python" -m pip install --quiet "${XDS_PY_PACKAGES[@]}"
+}
+
 install_apt
 install_toolchains
 install_bpf_linker
 install_ja4_vectors
+install_xds_test_server
 log "ready: $(bpf-linker --version)"
+
