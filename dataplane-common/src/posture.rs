@@ -157,7 +157,10 @@ pub mod stats {
     pub const SOCKHASH_FULL: u32 = 7;
     /// TLS connections cut at their ClientHello by an SNI verdict.
     pub const SNI_CUT: u32 = 8;
-    pub const COUNT: u32 = 9;
+    /// Connections that closed before their handshake was read to the end (a client that
+    /// rejected the server's certificate, a capture cut short, ...).
+    pub const INCOMPLETE: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// FNV-1a over the first `len` bytes (bounded for the verifier).

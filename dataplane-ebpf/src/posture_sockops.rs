@@ -60,13 +60,27 @@ pub fn mw_sockops(ctx: SockOpsContext) -> u32 {
         STATE_CB => {
             if ctx.arg(1) == TCP_CLOSE {
                 if let Some(key) = conn_key(&ctx) {
-                    let _ = CONNS.remove(&key);
+                    closed_in_handshake(&key);
                 }
             }
         }
         _ => {}
     }
     1
+}
+
+/// A connection closed while its handshake was still being read: counted (unless an SNI verdict
+/// cut it, counted already), and its state goes.
+#[inline(never)]
+fn closed_in_handshake(key: &ConnKey) {
+    // SAFETY: the value is read at once.
+    let Some(cut) = (unsafe { CONNS.get(key) }).map(|c| c.cut) else {
+        return;
+    };
+    if cut == 0 {
+        bump(stats::INCOMPLETE);
+    }
+    let _ = CONNS.remove(key);
 }
 
 /// The governed workload, egress subject and executable of the current task (process context

@@ -244,8 +244,8 @@ fn render_posture(shared: &Shared, snapshot: &super::state::Snapshot, out: &mut 
     if let Ok(s) = shared.posture().stats() {
         let _ = writeln!(
             out,
-            "# HELP meshward_tls_unparsed_total Connections whose bytes were not a parseable TLS handshake, or that could not be tracked.\n# TYPE meshward_tls_unparsed_total counter\nmeshward_tls_unparsed_total{{reason=\"malformed\"}} {}\nmeshward_tls_unparsed_total{{reason=\"conns_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"posture_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"sockhash_full\"}} {}",
-            s.malformed, s.conns_table_full, s.posture_table_full, s.sockhash_full
+            "# HELP meshward_tls_unparsed_total Connections whose bytes were not a parseable TLS handshake, or that could not be tracked.\n# TYPE meshward_tls_unparsed_total counter\nmeshward_tls_unparsed_total{{reason=\"malformed\"}} {}\nmeshward_tls_unparsed_total{{reason=\"conns_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"posture_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"sockhash_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"incomplete\"}} {}",
+            s.malformed, s.conns_table_full, s.posture_table_full, s.sockhash_full, s.incomplete
         );
         let _ = writeln!(
             out,

@@ -53,6 +53,8 @@ pub struct PostureStats {
     pub sockhash_full: u64,
     /// TLS connections cut at their ClientHello by an SNI verdict.
     pub sni_cut: u64,
+    /// Connections that closed before their handshake was read to the end.
+    pub incomplete: u64,
 }
 
 impl PostureMaps {
@@ -114,6 +116,7 @@ impl PostureMaps {
             sni_table_full: sum(stats::SNI_NAMES_FULL)?,
             sockhash_full: sum(stats::SOCKHASH_FULL)?,
             sni_cut: sum(stats::SNI_CUT)?,
+            incomplete: sum(stats::INCOMPLETE)?,
         })
     }
 }
