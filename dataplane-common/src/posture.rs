@@ -3,8 +3,8 @@
 
 /// Map names (pinned under the pin directory like the others).
 pub mod map_names {
-    /// Sockhash of governed TCP sockets, keyed by [`super::ConnKey`]; the sk_msg and sk_skb
-    /// programs are attached to it.
+    /// Sockhash of governed TCP sockets, keyed by [`super::ConnKey`]; the sk_msg programs are
+    /// attached to it.
     pub const SOCKS: &str = "MW_TLS_SOCKS";
     /// Kernel-private per-connection parser state.
     pub const CONNS: &str = "MW_TLS_CONNS";
@@ -17,29 +17,30 @@ pub mod map_names {
     pub const STATS: &str = "MW_TLS_STATS";
     /// Kernel-private program arrays of the stream programs' stages (not pinned).
     pub const MSG_STAGES: &str = "MW_TLS_MSG_STAGES";
-    pub const SKB_STAGES: &str = "MW_TLS_SKB_STAGES";
+    pub const INGRESS_STAGES: &str = "MW_TLS_INGRESS_STAGES";
 }
 
 pub mod program_names {
     pub const SOCKOPS: &str = "mw_sockops";
     pub const MSG: &str = "mw_tls_msg";
-    pub const SKB: &str = "mw_tls_skb";
+    /// cgroup_skb ingress on governed cgroups: what a governed socket receives.
+    pub const INGRESS: &str = "mw_tls_ingress";
     pub const MSG_HELLO: &str = "mw_tls_msg_hello";
-    pub const SKB_HELLO: &str = "mw_tls_skb_hello";
+    pub const INGRESS_HELLO: &str = "mw_tls_ingress_hello";
     pub const MSG_OFFER: &str = "mw_tls_msg_offer";
-    pub const SKB_OFFER: &str = "mw_tls_skb_offer";
+    pub const INGRESS_OFFER: &str = "mw_tls_ingress_offer";
     pub const POST_BIND4: &str = "mw_post_bind4";
     pub const POST_BIND6: &str = "mw_post_bind6";
 }
 
-/// Indexes of the stream programs' stages in `MSG_STAGES` and `SKB_STAGES` (filled by the
+/// Indexes of the stream programs' stages in `MSG_STAGES` and `INGRESS_STAGES` (filled by the
 /// loader, tail-called by the programs).
 pub mod stages {
     pub const FEED: u32 = 0;
     pub const HELLO: u32 = 1;
     /// MSG_STAGES only: the SNI verdict on a governed client's ClientHello.
     pub const SNI: u32 = 2;
-    /// What a ClientHello offers (both arrays; index 2 of SKB_STAGES stays empty).
+    /// What a ClientHello offers (both arrays; index 2 of INGRESS_STAGES stays empty).
     pub const OFFER: u32 = 3;
 }
 
@@ -160,7 +161,39 @@ pub mod stats {
     /// Connections that closed before their handshake was read to the end (a client that
     /// rejected the server's certificate, a capture cut short, ...).
     pub const INCOMPLETE: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// A handshake segment arrived before bytes it follows (reordered or lost on the way): the
+    /// connection is not read further.
+    pub const OUT_OF_ORDER: u32 = 10;
+    pub const COUNT: u32 = 11;
+}
+
+/// How a received TCP segment relates to the next byte the parser expects (sequence numbers
+/// wrap): TCP delivers bytes in order, but the ingress hook sees segments before TCP does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentFit {
+    /// Nothing new (a retransmission, or no payload).
+    Old,
+    /// New bytes from this offset of the payload on.
+    From(u32),
+    /// Bytes are missing before it (reordered or lost): the stream cannot be read on.
+    Gap,
+}
+
+#[inline(always)]
+pub fn segment_fit(expected: u32, seq: u32, len: u32) -> SegmentFit {
+    if len == 0 {
+        return SegmentFit::Old;
+    }
+    let ahead = seq.wrapping_sub(expected) as i32;
+    if ahead > 0 {
+        return SegmentFit::Gap;
+    }
+    let behind = ahead.unsigned_abs();
+    if behind >= len {
+        SegmentFit::Old
+    } else {
+        SegmentFit::From(behind)
+    }
 }
 
 /// FNV-1a over the first `len` bytes (bounded for the verifier).
@@ -203,6 +236,19 @@ mod tests {
         assert_eq!(size_of::<PostureKey>(), 72);
         assert_eq!(size_of::<Owner>(), 24);
         assert_eq!(size_of::<PostureValue>(), 24);
+    }
+
+    #[test]
+    fn segments_are_placed_against_the_expected_sequence_number() {
+        assert_eq!(segment_fit(1000, 1000, 10), SegmentFit::From(0));
+        assert_eq!(segment_fit(1000, 995, 10), SegmentFit::From(5));
+        assert_eq!(segment_fit(1000, 990, 10), SegmentFit::Old);
+        assert_eq!(segment_fit(1000, 1001, 10), SegmentFit::Gap);
+        assert_eq!(segment_fit(1000, 1000, 0), SegmentFit::Old);
+        // Across the wrap of the sequence space.
+        assert_eq!(segment_fit(u32::MAX - 1, u32::MAX - 3, 10), SegmentFit::From(2));
+        assert_eq!(segment_fit(5, u32::MAX - 3, 20), SegmentFit::From(9));
+        assert_eq!(segment_fit(u32::MAX, 3, 1), SegmentFit::Gap);
     }
 
     #[test]

@@ -463,3 +463,18 @@ fn mutated_real_handshakes() {
         }
     }
 }
+
+/// A peer that answers with an alert before any handshake (openssl s_server on an empty
+/// connection) speaks TLS: not plaintext.
+#[test]
+fn an_alert_first_stream_is_tls_not_plaintext() {
+    let mut dir = fresh();
+    let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+    let ev = feed(&mut dir, alert.as_slice(), 0, alert.len() as u32);
+    assert!(ev.contains(Events::ALERT), "{ev:?}");
+    assert!(!ev.contains(Events::NOT_TLS), "{ev:?}");
+    let mut other = fresh();
+    let smtp = b"220 mail.example ESMTP\r\n";
+    let ev = feed(&mut other, smtp.as_slice(), 0, smtp.len() as u32);
+    assert!(ev.contains(Events::NOT_TLS), "{ev:?}");
+}

@@ -10,6 +10,7 @@ mod inbound;
 mod inbound_table;
 mod maps;
 mod posture_conn;
+mod posture_ingress;
 mod posture_maps;
 mod posture_offer;
 mod posture_parse;

@@ -13,7 +13,7 @@ use dataplane_common::posture::{
 use crate::posture_conn::ConnTls;
 
 /// Written by sock_ops (insert at established); entries leave when their socket closes.
-/// sk_msg (egress) and sk_skb stream_verdict (ingress) are attached to it by dataplane::posture.
+/// The sk_msg programs are attached to it by dataplane::loader.
 #[map(name = "MW_TLS_SOCKS")]
 pub static SOCKS: SockHash<ConnKey> = SockHash::pinned(MAX_SOCKS, 0);
 
@@ -51,8 +51,13 @@ pub use dataplane_common::posture::stages;
 #[map(name = "MW_TLS_MSG_STAGES")]
 pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
-#[map(name = "MW_TLS_SKB_STAGES")]
-pub static SKB_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
+#[map(name = "MW_TLS_INGRESS_STAGES")]
+pub static INGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
+
+/// Kernel-private, per CPU: the connection the ingress feed stage is reading, for the stages it
+/// tail-calls in the same run.
+#[map(name = "MW_TLS_CURRENT")]
+pub static CURRENT: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU scratch for the parser's outputs.
 #[map(name = "MW_TLS_SCRATCH")]

@@ -30,6 +30,8 @@ pub struct ParseState {
     pub _pad: u8,
     /// What the ClientHello offered.
     pub offer: tls::Offer,
+    /// Sequence number of the next byte the socket will receive (set at established).
+    pub ingress_seq: u32,
     pub cursor: u32,
     /// Events of the last feed stage, for the hello stage.
     pub pending: u32,
@@ -67,13 +69,20 @@ fn dir_mut(st: &mut ParseState, way: Way) -> &mut Direction {
     }
 }
 
-/// Feed stage: one `tls::feed` call over [start, len) of this chunk. It only records what
+/// Feed stage: one `tls::feed` call over [first, len) of this chunk (from the cursor when it
+/// continues). It only records what
 /// happened (`pending`, `cursor`); everything else is the hello stage's, so that this program
 /// calls nothing but the parser (the verifier's stack and instruction budgets).
 #[inline(always)]
-pub fn feed_stage<S: ByteSource>(conn: &mut ConnTls, way: Way, src: &S, len: u32) -> Next {
+pub fn feed_stage<S: ByteSource>(
+    conn: &mut ConnTls,
+    way: Way,
+    src: &S,
+    first: u32,
+    len: u32,
+) -> Next {
     let st = &mut conn.parse;
-    let start = if st.continuing != 0 { st.cursor } else { 0 };
+    let start = if st.continuing != 0 { st.cursor } else { first };
     st.continuing = 0;
     let dir = dir_mut(st, way);
     let ev = tls::feed(dir, src, start, len);

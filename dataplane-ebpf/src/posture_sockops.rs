@@ -123,6 +123,8 @@ fn track(ctx: &SockOpsContext, owner: Owner, role: u8) {
     let conn = unsafe { &mut *zero };
     conn.owner = owner;
     conn.role = role;
+    // SAFETY: context field read at a constant offset.
+    conn.parse.ingress_seq = unsafe { read_volatile(&(*ctx.ops).rcv_nxt) };
     if CONNS.insert(&key, conn, 0).is_err() {
         bump(stats::CONNS_FULL);
         return;
@@ -130,6 +132,7 @@ fn track(ctx: &SockOpsContext, owner: Owner, role: u8) {
     // Restore the template for the next connection.
     conn.owner = Owner::default();
     conn.role = 0;
+    conn.parse.ingress_seq = 0;
     let mut k = key;
     // SAFETY: ctx.ops is the kernel's bpf_sock_ops.
     if SOCKS.update(&mut k, unsafe { &mut *ctx.ops }, 0).is_err() {

@@ -1,22 +1,22 @@
-//! The stream programs on the sockhash: sk_msg sees what a governed socket sends, sk_skb
-//! stream_verdict what it receives. Each runs the parser's feed stage and chains to the hello
-//! stage or back to the feed stage by tail calls (see posture_parse). They never drop or hold
-//! data (SK_PASS) and are no-ops for connections whose handshake was read.
+//! The sk_msg programs on the sockhash: what a governed socket sends (posture_ingress reads what
+//! it receives). Each runs the parser's feed stage and chains to the hello, SNI and offer stages
+//! or back to the feed stage by tail calls (see posture_parse). They never hold data, drop it
+//! only for a connection an SNI verdict cut, and are no-ops for connections whose handshake was
+//! read.
 
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
-    EbpfContext as _,
-    bindings::{__sk_buff, sk_action, sk_msg_md},
-    helpers::generated::{bpf_msg_pull_data, bpf_probe_read_kernel, bpf_skb_load_bytes},
-    macros::{sk_msg, stream_verdict},
+    bindings::{sk_action, sk_msg_md},
+    helpers::generated::{bpf_msg_pull_data, bpf_probe_read_kernel},
+    macros::sk_msg,
     maps::ProgramArray,
-    programs::{SkBuffContext, SkMsgContext},
+    programs::SkMsgContext,
 };
 use dataplane_common::{ipv4_mapped, ipv6_from_words, posture::ConnKey, tls::ByteSource};
 
 use crate::{
-    posture_maps::{CONNS, MSG_STAGES, SCRATCH, SKB_STAGES, stages},
+    posture_maps::{CONNS, MSG_STAGES, SCRATCH, stages},
     posture_parse::{Next, Way, feed_stage, hello_stage, offer_stage, sni_stage},
     posture_sockops::remote_port,
 };
@@ -47,7 +47,7 @@ pub fn mw_tls_msg(ctx: SkMsgContext) -> u32 {
         data_end: ctx.data_end(),
     };
     // SAFETY: map value pointer, used within this program run.
-    let next = feed_stage(unsafe { &mut *conn }, Way::Egress, &src, size);
+    let next = feed_stage(unsafe { &mut *conn }, Way::Egress, &src, 0, size);
     chain(&ctx, next, &MSG_STAGES, &key)
 }
 
@@ -90,52 +90,8 @@ pub fn mw_tls_msg_offer(ctx: SkMsgContext) -> u32 {
     chain(&ctx, next, &MSG_STAGES, &key)
 }
 
-#[stream_verdict]
-pub fn mw_tls_skb_offer(ctx: SkBuffContext) -> u32 {
-    let Some(key) = skb_key(ctx.as_ptr() as *const __sk_buff) else {
-        return sk_action::SK_PASS;
-    };
-    let Some(conn) = CONNS.get_ptr_mut(&key) else {
-        return sk_action::SK_PASS;
-    };
-    // SAFETY: map value pointer, used within this program run.
-    let next = offer_stage(&key, unsafe { &mut *conn }, Way::Ingress);
-    chain(&ctx, next, &SKB_STAGES, &key)
-}
-
-#[stream_verdict]
-pub fn mw_tls_skb(ctx: SkBuffContext) -> u32 {
-    let skb = ctx.as_ptr() as *const __sk_buff;
-    let Some(key) = skb_key(skb) else {
-        return sk_action::SK_PASS;
-    };
-    let Some(conn) = CONNS.get_ptr_mut(&key) else {
-        return sk_action::SK_PASS;
-    };
-    // A connection cut at its ClientHello has no handshake left to read.
-    // SAFETY: map value pointer, used within this program run.
-    if unsafe { (*conn).cut } != 0 {
-        return sk_action::SK_PASS;
-    }
-    // SAFETY: context field read at a constant offset.
-    let len = unsafe { read_volatile(&(*skb).len) };
-    let src = SkbBytes { skb: ctx.as_ptr() };
-    // SAFETY: map value pointer, used within this program run.
-    let next = feed_stage(unsafe { &mut *conn }, Way::Ingress, &src, len);
-    chain(&ctx, next, &SKB_STAGES, &key)
-}
-
-#[stream_verdict]
-pub fn mw_tls_skb_hello(ctx: SkBuffContext) -> u32 {
-    let Some(key) = skb_key(ctx.as_ptr() as *const __sk_buff) else {
-        return sk_action::SK_PASS;
-    };
-    let next = hello(&key, Way::Ingress);
-    chain(&ctx, next, &SKB_STAGES, &key)
-}
-
 #[inline(always)]
-fn hello(key: &ConnKey, way: Way) -> Next {
+pub fn hello(key: &ConnKey, way: Way) -> Next {
     let (Some(conn), Some(scratch)) = (CONNS.get_ptr_mut(key), SCRATCH.get_ptr_mut(0)) else {
         return Next::Done;
     };
@@ -146,7 +102,7 @@ fn hello(key: &ConnKey, way: Way) -> Next {
 /// Tail-calls the next stage; if that fails (tail-call limit), the chunk's remaining bytes
 /// are not read and the connection is left for the next chunk.
 #[inline(always)]
-fn chain<C: aya_ebpf::EbpfContext>(
+pub fn chain<C: aya_ebpf::EbpfContext>(
     ctx: &C,
     next: Next,
     stages_map: &ProgramArray,
@@ -193,47 +149,6 @@ fn msg_key(md: *mut sk_msg_md) -> Option<ConnKey> {
             read_volatile(&(*md).local_port),
             read_volatile(&(*md).remote_port),
         )
-    }
-}
-
-#[inline(never)]
-fn skb_key(skb: *const __sk_buff) -> Option<ConnKey> {
-    // SAFETY: context fields read once each at constant offsets.
-    unsafe {
-        conn_key(
-            read_volatile(&(*skb).family),
-            read_volatile(&(*skb).local_ip4),
-            read_volatile(&(*skb).remote_ip4),
-            [
-                read_volatile(&(*skb).local_ip6[0]),
-                read_volatile(&(*skb).local_ip6[1]),
-                read_volatile(&(*skb).local_ip6[2]),
-                read_volatile(&(*skb).local_ip6[3]),
-            ],
-            [
-                read_volatile(&(*skb).remote_ip6[0]),
-                read_volatile(&(*skb).remote_ip6[1]),
-                read_volatile(&(*skb).remote_ip6[2]),
-                read_volatile(&(*skb).remote_ip6[3]),
-            ],
-            read_volatile(&(*skb).local_port),
-            read_volatile(&(*skb).remote_port),
-        )
-    }
-}
-
-/// An skb's payload, read with bpf_skb_load_bytes (offset 0 is the first payload byte).
-struct SkbBytes {
-    skb: *mut core::ffi::c_void,
-}
-
-impl ByteSource for SkbBytes {
-    #[inline(always)]
-    fn load(&self, offset: u32, dst: &mut [u8]) -> bool {
-        // SAFETY: dst is a valid buffer of dst.len() bytes (never empty, ≤ LOAD_MAX).
-        unsafe {
-            bpf_skb_load_bytes(self.skb, offset, dst.as_mut_ptr().cast(), dst.len() as u32) == 0
-        }
     }
 }
 

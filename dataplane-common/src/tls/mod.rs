@@ -20,7 +20,7 @@
 //!
 //! A direction ends ([`state::DONE`]) at its first ChangeCipherSpec or application-data record,
 //! or right after a TLS 1.3 ServerHello (everything after it is encrypted); it is
-//! [`state::NOT_TLS`] when its first bytes are not a TLS handshake record header, and
+//! [`state::NOT_TLS`] when its first bytes are not a TLS handshake (or alert) record header, and
 //! [`state::MALFORMED`] when its framing is broken. In those states `feed` returns at once.
 //!
 //! Reading the results per direction: in the direction that sent the ClientHello,
@@ -548,9 +548,10 @@ fn step<S: ByteSource + ?Sized>(dir: &mut Direction, src: &S, pos: u32, end: u32
             if k < n {
                 let b = tmp[(k & 7) as usize];
                 let at = have + k;
-                // The first record must start 0x16 0x03 (0x00..=0x04): checked as bytes arrive.
+                // The first record must start 0x16 0x03 (0x00..=0x04), or be an alert (a TLS
+                // peer refusing before any handshake): checked as bytes arrive.
                 if fresh
-                    && ((at == 0 && b != content::HANDSHAKE)
+                    && ((at == 0 && b != content::HANDSHAKE && b != content::ALERT)
                         || (at == 1 && b != 3)
                         || (at == 2 && b > 4))
                 {

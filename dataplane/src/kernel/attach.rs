@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::programs::{
-    CgroupAttachMode, CgroupSockAddr, SkLookup, SockOps,
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, SkLookup, SockOps,
     cgroup_sock_addr::CgroupSockAddrLink,
     links::{FdLink, PinnedLink},
 };
@@ -87,6 +87,7 @@ impl Attachments {
         }
         if kernel.tls_posture {
             links.push(attach_sockops(kernel, cgroup_id, path)?);
+            links.push(attach_ingress(kernel, cgroup_id, path)?);
         }
         tracing::info!(cgroup = %path.display(), cgroup_id, "governing cgroup");
         self.held.insert(target, links);
@@ -199,6 +200,41 @@ fn attach_sockops(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<He
         prog.take_link(id)?
             .try_into()
             .context("sock_ops link is not an fd link")?,
+        &pin,
+    )?;
+    Ok(HeldLink {
+        path: pin,
+        _link: link,
+    })
+}
+
+/// cgroup_skb ingress on a governed cgroup (TLS posture, receiving side); like sock_ops, an
+/// earlier agent's link is kept.
+fn attach_ingress(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<HeldLink> {
+    let name = dataplane_common::posture::program_names::INGRESS;
+    let pin = kernel
+        .pins
+        .links()
+        .join(format!("cgroup-{cgroup_id}-{name}"));
+    if let Some(link) = pinned(&pin) {
+        return Ok(HeldLink {
+            path: pin,
+            _link: link,
+        });
+    }
+    let prog: &mut CgroupSkb = kernel
+        .ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name}"))?
+        .try_into()?;
+    let dir = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let id = prog
+        .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+        .with_context(|| format!("attach {name} to {}", path.display()))?;
+    let link = pin_new(
+        prog.take_link(id)?
+            .try_into()
+            .context("cgroup_skb link is not an fd link")?,
         &pin,
     )?;
     Ok(HeldLink {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, MapData, ProgramArray, SockHash};
-use aya::programs::{SkMsg, SkSkb, SockOps};
+use aya::programs::{CgroupSkb, SkMsg, SockOps};
 use aya::{
     Ebpf, EbpfLoader,
     maps::Map,
@@ -52,7 +52,7 @@ pub struct Loaded {
 }
 
 /// Loads everything; `tls_posture` also loads the TLS posture programs (sock_ops, sk_msg,
-/// sk_skb) and attaches the stream programs to the sockhash.
+/// cgroup_skb ingress) and attaches the sk_msg programs to the sockhash.
 pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
     let pins = PinDir::prepare(pin_root)?;
     let adopted = pins.has_pinned_maps();
@@ -170,28 +170,29 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
             .set(index, prog.fd()?, 0)
             .with_context(|| format!("stage {name}"))?;
     }
-    let mut skb_stages: ProgramArray<MapData> = ebpf
-        .take_map(posture_maps::SKB_STAGES)
-        .context("map MW_TLS_SKB_STAGES missing from the object")?
+    // The receiving side: cgroup_skb ingress (attached per governed cgroup, with sock_ops).
+    let mut ingress_stages: ProgramArray<MapData> = ebpf
+        .take_map(posture_maps::INGRESS_STAGES)
+        .context("map MW_TLS_INGRESS_STAGES missing from the object")?
         .try_into()?;
     for (index, name) in [
-        (stages::FEED, posture_programs::SKB),
-        (stages::HELLO, posture_programs::SKB_HELLO),
-        (stages::OFFER, posture_programs::SKB_OFFER),
+        (stages::FEED, posture_programs::INGRESS),
+        (stages::HELLO, posture_programs::INGRESS_HELLO),
+        (stages::OFFER, posture_programs::INGRESS_OFFER),
     ] {
-        let prog: &mut SkSkb = ebpf
+        let prog: &mut CgroupSkb = ebpf
             .program_mut(name)
             .with_context(|| format!("program {name}"))?
             .try_into()?;
         prog.load()
             .with_context(|| format!("verifier rejected {name}"))?;
-        skb_stages
+        ingress_stages
             .set(index, prog.fd()?, 0)
             .with_context(|| format!("stage {name}"))?;
     }
     // Keep the stage maps alive as long as the programs that tail-call through them.
     std::mem::forget(msg_stages);
-    std::mem::forget(skb_stages);
+    std::mem::forget(ingress_stages);
     let socks: SockHash<MapData, ConnKey> = ebpf
         .take_map(posture_maps::SOCKS)
         .context("map MW_TLS_SOCKS missing from the object")?
@@ -206,13 +207,5 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
         .context("attach mw_tls_msg to the sockhash")?;
     // The map holds the attachment; forget our handle so dropping it does not detach.
     std::mem::forget(msg.take_link(id)?);
-    let skb: &mut SkSkb = ebpf
-        .program_mut(posture_programs::SKB)
-        .context("program mw_tls_skb")?
-        .try_into()?;
-    let id = skb
-        .attach(&fd)
-        .context("attach mw_tls_skb to the sockhash")?;
-    std::mem::forget(skb.take_link(id)?);
     Ok(())
 }

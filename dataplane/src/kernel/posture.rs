@@ -55,6 +55,8 @@ pub struct PostureStats {
     pub sni_cut: u64,
     /// Connections that closed before their handshake was read to the end.
     pub incomplete: u64,
+    /// Handshakes not read on because a segment arrived before bytes it follows.
+    pub out_of_order: u64,
 }
 
 impl PostureMaps {
@@ -117,6 +119,7 @@ impl PostureMaps {
             sockhash_full: sum(stats::SOCKHASH_FULL)?,
             sni_cut: sum(stats::SNI_CUT)?,
             incomplete: sum(stats::INCOMPLETE)?,
+            out_of_order: sum(stats::OUT_OF_ORDER)?,
         })
     }
 }
