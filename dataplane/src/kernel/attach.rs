@@ -173,45 +173,36 @@ impl Attachments {
     }
 }
 
-/// sock_ops on a governed cgroup (TLS posture). aya offers no link update for sock_ops: an
-/// earlier agent's link is kept (its program uses the same pinned maps).
+/// sock_ops on a governed cgroup (TLS posture: socket owners, sockhash).
 fn attach_sockops(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<HeldLink> {
     let name = dataplane_common::posture::program_names::SOCKOPS;
-    let pin = kernel
-        .pins
-        .links()
-        .join(format!("cgroup-{cgroup_id}-{name}"));
-    if let Some(link) = pinned(&pin) {
-        return Ok(HeldLink {
-            path: pin,
-            _link: link,
-        });
-    }
-    let prog: &mut SockOps = kernel
-        .ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name}"))?
-        .try_into()?;
-    let dir = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let id = prog
-        .attach(&dir, CgroupAttachMode::Single)
-        .with_context(|| format!("attach {name} to {}", path.display()))?;
-    let link = pin_new(
-        prog.take_link(id)?
-            .try_into()
-            .context("sock_ops link is not an fd link")?,
-        &pin,
-    )?;
-    Ok(HeldLink {
-        path: pin,
-        _link: link,
+    attach_once(kernel, cgroup_id, path, name, |ebpf, dir| {
+        let prog: &mut SockOps = ebpf.program_mut(name).context(name)?.try_into()?;
+        let id = prog.attach(dir, CgroupAttachMode::Single)?;
+        Ok(prog.take_link(id)?.try_into()?)
     })
 }
 
-/// cgroup_skb ingress on a governed cgroup (TLS posture, receiving side); like sock_ops, an
-/// earlier agent's link is kept.
+/// cgroup_skb ingress on a governed cgroup (TLS posture: what governed sockets receive).
 fn attach_ingress(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<HeldLink> {
     let name = dataplane_common::posture::program_names::INGRESS;
+    attach_once(kernel, cgroup_id, path, name, |ebpf, dir| {
+        let prog: &mut CgroupSkb = ebpf.program_mut(name).context(name)?.try_into()?;
+        let id = prog.attach(dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)?;
+        Ok(prog.take_link(id)?.try_into()?)
+    })
+}
+
+/// Attaches program `name` to the cgroup with `attach`, pinned; aya offers no link update for
+/// these program types, so an earlier agent's pinned link is kept (its program uses the same
+/// pinned maps).
+fn attach_once(
+    kernel: &mut Kernel,
+    cgroup_id: u64,
+    path: &Path,
+    name: &str,
+    attach: impl FnOnce(&mut aya::Ebpf, &std::fs::File) -> Result<FdLink>,
+) -> Result<HeldLink> {
     let pin = kernel
         .pins
         .links()
@@ -222,24 +213,12 @@ fn attach_ingress(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<He
             _link: link,
         });
     }
-    let prog: &mut CgroupSkb = kernel
-        .ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name}"))?
-        .try_into()?;
     let dir = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-    let id = prog
-        .attach(&dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)
+    let link = attach(&mut kernel.ebpf, &dir)
         .with_context(|| format!("attach {name} to {}", path.display()))?;
-    let link = pin_new(
-        prog.take_link(id)?
-            .try_into()
-            .context("cgroup_skb link is not an fd link")?,
-        &pin,
-    )?;
     Ok(HeldLink {
+        _link: pin_new(link, &pin)?,
         path: pin,
-        _link: link,
     })
 }
 
