@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(segment_fit(1000, 1001, 10), SegmentFit::Gap);
         assert_eq!(segment_fit(1000, 1000, 0), SegmentFit::Old);
         // Across the wrap of the sequence space.
-        assert_eq!(segment_fit(u32::MAX - 1, u32::MAX - 3, 10), SegmentFit::From(2));
+        assert_eq!(
+            segment_fit(u32::MAX - 1, u32::MAX - 3, 10),
+            SegmentFit::From(2)
+        );
         assert_eq!(segment_fit(5, u32::MAX - 3, 20), SegmentFit::From(9));
         assert_eq!(segment_fit(u32::MAX, 3, 1), SegmentFit::Gap);
     }

@@ -1,10 +1,12 @@
 //! Arbitrary bytes in arbitrary chunks into the TLS handshake parser (the user-space twin of the
 //! kernel's): no panic (debug assertions on: no overflow, no out-of-bounds), no endless loop,
-//! and the same reading whatever the chunking.
+//! and the same reading whatever the chunking. The kernel's small ClientHello walks (SNI, offer)
+//! must read what the full parser reads from every hello it accepts.
 #![no_main]
 
 use dataplane_common::tls::{
-    ClientHello, Direction, Events, ServerHello, feed, parse_client_hello, parse_server_hello,
+    ALPN_LEN, ClientHello, Direction, Events, Offer, ServerHello, client_hello_offer,
+    client_hello_sni, feed, parse_client_hello, parse_server_hello,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -45,6 +47,9 @@ fn read(data: &[u8], sizes: &mut dyn Iterator<Item = usize>) -> Reading {
             r.events |= ev.0 & !Events::MORE.0;
             if ev.contains(Events::CLIENT_HELLO) {
                 let ok = parse_client_hello(&dir, &mut ch);
+                if ok {
+                    kernel_walks_agree(&dir, &ch);
+                }
                 r.client.push((ok, *ch));
             }
             if ev.contains(Events::SERVER_HELLO) {
@@ -65,6 +70,30 @@ fn read(data: &[u8], sizes: &mut dyn Iterator<Item = usize>) -> Reading {
     r.state = dir.state;
     r.flags = dir.flags;
     r
+}
+
+/// The kernel reads a hello with `client_hello_sni` and `client_hello_offer`: on a hello the full
+/// parser accepts, they must say the same.
+fn kernel_walks_agree(dir: &Direction, full: &ClientHello) {
+    let mut sni = [0u8; 128];
+    let n = client_hello_sni(dir, &mut sni);
+    if full.sni_len > 0 {
+        assert_eq!(n, full.sni_len as usize, "SNI length");
+        let kept = n.min(128);
+        assert_eq!(&sni[..kept], &full.sni[..kept], "SNI");
+    }
+    let mut offer = Offer::default();
+    assert!(client_hello_offer(dir, &mut offer), "offer of an accepted hello");
+    let max = if full.max_supported_version != 0 {
+        full.max_supported_version
+    } else {
+        full.legacy_version
+    };
+    assert_eq!(offer.max_version, max, "offered version");
+    assert_eq!(u32::from(offer.weak), full.weak_offered, "offered weak classes");
+    assert_eq!(offer.alpn_len, full.alpn_len, "ALPN length");
+    let kept = usize::from(offer.alpn_len).min(ALPN_LEN);
+    assert_eq!(&offer.alpn[..kept], &full.alpn_first[..kept], "ALPN");
 }
 
 fuzz_target!(|input: &[u8]| {

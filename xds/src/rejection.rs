@@ -45,10 +45,11 @@ impl fmt::Display for Rejection {
             Some(t) => t.name(),
             None => &self.type_url,
         };
-        if self.name.is_empty() {
-            write!(f, "{ty}: {}", self.reason)
-        } else {
-            write!(f, "{ty} {}: {}", self.name, self.reason)
+        match (ty.is_empty(), self.name.is_empty()) {
+            (_, true) => write!(f, "{ty}: {}", self.reason),
+            // Not a resource: a local file:line, from `from_diagnostics`.
+            (true, false) => write!(f, "{}: {}", self.name, self.reason),
+            (false, false) => write!(f, "{ty} {}: {}", self.name, self.reason),
         }
     }
 }
@@ -165,6 +166,7 @@ mod tests {
             Rejection::of(ResourceType::Authorization, "ns/big", "too many rules")
         );
         assert_eq!(r.0[1].name, "local.yaml:3");
+        assert_eq!(r.0[1].to_string(), "local.yaml:3: bad");
         assert_eq!(
             parse_location(&location(ResourceType::Address, "cluster/pod/x")),
             Some((ResourceType::Address, "cluster/pod/x".to_string()))

@@ -3,7 +3,9 @@
 generated discovery services), so that the protocol stack under test is not meshward's.
 
 Serves DeltaAggregatedResources and StreamAggregatedResources on 127.0.0.1:PORT, in plaintext
-or, with --tls-cert and --tls-key, over TLS.
+or, with --tls-cert and --tls-key, over TLS. With --hold it takes commands but opens the port
+only on {"op": "serve"}: a restarted control plane that has its resources before any client
+can connect.
 
 Commands arrive on stdin, one JSON object a line:
   {"op": "set", "seq": N, "type_url": T,
@@ -13,8 +15,11 @@ Commands arrive on stdin, one JSON object a line:
       stream subscribed to T (delta: what changed; SotW: the whole set).
   {"op": "unsolicited", "seq": N, "type_url": T}
       Sends every stream a response of type T, subscribed or not.
+  {"op": "serve", "seq": N}
+      With --hold: starts serving (emits "listening" before "done").
 
 Events go to stdout, one JSON object a line:
+  {"event": "held"}                 (with --hold, before the port is opened)
   {"event": "listening", "port": P}
   {"event": "done", "seq": N}
   {"event": "stream", "mode": "delta"|"sotw", "stream": id, "state": "open"|"closed"}
@@ -243,12 +248,7 @@ def apply_unsolicited(command):
                 stream.send_sotw(type_url)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--tls-cert", help="PEM certificate chain: serve TLS instead of plaintext")
-    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
-    args = parser.parse_args()
+def serve(args):
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=16),
         options=[("grpc.max_send_message_length", 256 << 20)],
@@ -266,6 +266,21 @@ def main():
         sys.exit(1)
     server.start()
     emit({"event": "listening", "port": port})
+    return server
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--tls-cert", help="PEM certificate chain: serve TLS instead of plaintext")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--hold", action="store_true", help="open the port on {\"op\": \"serve\"}")
+    args = parser.parse_args()
+    server = None
+    if args.hold:
+        emit({"event": "held"})
+    else:
+        server = serve(args)
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -274,12 +289,16 @@ def main():
             apply_set(command)
         elif command["op"] == "unsolicited":
             apply_unsolicited(command)
+        elif command["op"] == "serve":
+            if server is None:
+                server = serve(args)
         else:
             emit({"event": "error", "message": f"unknown op {command['op']}"})
             continue
         emit({"event": "done", "seq": command.get("seq")})
     # stdin closed: the test is over.
-    server.stop(grace=0)
+    if server is not None:
+        server.stop(grace=0)
 
 
 if __name__ == "__main__":

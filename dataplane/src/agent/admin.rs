@@ -36,9 +36,24 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "status": if ok { "ok" } else { "degraded" },
         "generation": s.generation,
         "source": s.source,
+        "sources": s.sources,
         "last_reload": s.last_reload,
         "last_good_reload": s.last_good_reload,
+        "xds": xds_json(&shared, &s),
     }))
+}
+
+/// The xDS client's status (connection state, last ACKed version per type, NACKs) and the
+/// initial sync; `null` without a control plane.
+fn xds_json(shared: &Shared, s: &super::state::Snapshot) -> serde_json::Value {
+    let Some(status) = shared.xds_status() else {
+        return serde_json::Value::Null;
+    };
+    let mut v = serde_json::to_value(&status).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("initial_sync".into(), json!(s.xds_sync));
+    }
+    v
 }
 
 async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
@@ -70,6 +85,7 @@ async fn policy(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(json!({
         "generation": s.generation,
         "source": s.source,
+        "sources": s.sources,
         "workloads": s.workloads,
         "rules": rules,
         "table_entries": s.compiled.as_ref().map(|c| c.egress.len()).unwrap_or(0),

@@ -150,6 +150,40 @@ pub fn render(shared: &Shared) -> String {
         "Policy generation live in the kernel.",
         &[("", snapshot.generation)],
     );
+    if let Some(x) = shared.xds_status() {
+        gauge(
+            "meshward_xds_connected",
+            "gauge",
+            "1 while the stream to the xDS control plane is open.",
+            &[("", (x.state == xds::ConnectionState::Connected) as u64)],
+        );
+        gauge(
+            "meshward_xds_nacks_total",
+            "counter",
+            "xDS responses refused (NACKed); the previous policy stayed in force.",
+            &[("", x.nacks)],
+        );
+        let per_type = |f: fn(&xds::TypeStatus) -> u64| -> Vec<(String, u64)> {
+            x.types
+                .iter()
+                .map(|(t, s)| (format!("{{type=\"{}\"}}", t.name()), f(s)))
+                .collect()
+        };
+        let acks = per_type(|s| s.acks);
+        let resources = per_type(|s| s.resources as u64);
+        gauge(
+            "meshward_xds_acks_total",
+            "counter",
+            "xDS responses accepted (ACKed) and applied, per resource type.",
+            &label_refs(&acks),
+        );
+        gauge(
+            "meshward_xds_resources",
+            "gauge",
+            "xDS resources accepted and in force, per resource type.",
+            &label_refs(&resources),
+        );
+    }
     let governed = snapshot.workloads.iter().filter(|w| w.governed).count() as u64;
     let pending = snapshot.workloads.len() as u64 - governed;
     gauge(
@@ -162,6 +196,10 @@ pub fn render(shared: &Shared) -> String {
         ],
     );
     out
+}
+
+fn label_refs(samples: &[(String, u64)]) -> Vec<(&str, u64)> {
+    samples.iter().map(|(l, n)| (l.as_str(), *n)).collect()
 }
 
 /// One rule's labels in `meshward_rule_verdicts_total`.
@@ -244,8 +282,13 @@ fn render_posture(shared: &Shared, snapshot: &super::state::Snapshot, out: &mut 
     if let Ok(s) = shared.posture().stats() {
         let _ = writeln!(
             out,
-            "# HELP meshward_tls_unparsed_total Connections whose bytes were not a parseable TLS handshake, or that could not be tracked.\n# TYPE meshward_tls_unparsed_total counter\nmeshward_tls_unparsed_total{{reason=\"malformed\"}} {}\nmeshward_tls_unparsed_total{{reason=\"conns_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"posture_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"sockhash_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"incomplete\"}} {}",
-            s.malformed, s.conns_table_full, s.posture_table_full, s.sockhash_full, s.incomplete
+            "# HELP meshward_tls_unparsed_total Connections whose bytes were not a parseable TLS handshake, or that could not be tracked.\n# TYPE meshward_tls_unparsed_total counter\nmeshward_tls_unparsed_total{{reason=\"malformed\"}} {}\nmeshward_tls_unparsed_total{{reason=\"conns_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"posture_table_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"sockhash_full\"}} {}\nmeshward_tls_unparsed_total{{reason=\"incomplete\"}} {}\nmeshward_tls_unparsed_total{{reason=\"out_of_order\"}} {}",
+            s.malformed,
+            s.conns_table_full,
+            s.posture_table_full,
+            s.sockhash_full,
+            s.incomplete,
+            s.out_of_order
         );
         let _ = writeln!(
             out,

@@ -2,9 +2,11 @@
 
 mod admin;
 pub mod binaries;
+mod control_plane;
 mod dns;
 mod events;
 mod exe_names;
+mod merge;
 mod metrics;
 pub mod posture;
 mod reconcile;
@@ -22,7 +24,8 @@ use crate::cli::{DEFAULT_ADMIN_ADDR, PolicyArgs};
 
 #[derive(Args, Clone)]
 pub struct RunArgs {
-    /// YAML file or directory of YAML files. Without it, the bundled example policy is enforced.
+    /// YAML file or directory of YAML files. Without it, the bundled example policy is enforced
+    /// (with --xds-address: no local files, everything comes from the control plane).
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[arg(long, default_value = DEFAULT_ADMIN_ADDR)]
@@ -51,6 +54,8 @@ pub struct RunArgs {
     pub watch_interval_ms: u64,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub xds: control_plane::XdsArgs,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -74,8 +79,30 @@ async fn run_async(args: RunArgs) -> Result<()> {
         generation = loaded.tables.generation(),
         "kernel programs loaded"
     );
-    let shared = Arc::new(state::Shared::new(loaded.counters, loaded.posture));
-    let source = source::ConfigSource::new(args.config.clone());
+    let settings = args.policy.settings();
+    let xds_options = args.xds.options()?;
+    let (xds_status, mut xds_proposals, xds_reconcile) = match xds_options {
+        Some(options) => {
+            let reconcile = reconcile::XdsOptions {
+                address: options.address.clone(),
+                types: options.types.clone(),
+                sync_timeout: args.xds.sync_timeout(),
+            };
+            let (status, rx) = control_plane::spawn(options, settings.clone())?;
+            (Some(status), Some(rx), Some(reconcile))
+        }
+        None => (None, None, None),
+    };
+    let shared = Arc::new(state::Shared::new(
+        loaded.counters,
+        loaded.posture,
+        xds_status,
+    ));
+    let source = if xds_reconcile.is_some() {
+        source::ConfigSource::or_empty(args.config.clone())
+    } else {
+        source::ConfigSource::new(args.config.clone())
+    };
     let resolver = dns::Resolver::new(args.dns_server, Duration::from_secs(args.dns_min_ttl))?;
 
     let listener = tokio::net::TcpListener::bind(args.admin_addr)
@@ -93,8 +120,9 @@ async fn run_async(args: RunArgs) -> Result<()> {
         resolver,
         reconcile::Options {
             cgroup_root,
-            settings: args.policy.settings(),
+            settings,
             events_per_sec: args.events_per_sec,
+            xds: xds_reconcile,
         },
     );
     let mut hangup = signal(SignalKind::hangup())?;
@@ -106,6 +134,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
         tokio::select! {
             _ = hangup.recv() => reconciler.reload("SIGHUP").await,
             _ = tick.tick() => reconciler.on_tick().await,
+            Some(proposal) = next_proposal(&mut xds_proposals) => reconciler.on_xds(proposal).await,
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
         }
@@ -114,4 +143,14 @@ async fn run_async(args: RunArgs) -> Result<()> {
     // `meshward uninstall` removes it.
     tracing::info!("agent stopping; pinned programs keep enforcing the last policy");
     Ok(())
+}
+
+/// The next xDS response for the reconciler; never, without a control plane.
+async fn next_proposal(
+    rx: &mut Option<tokio::sync::mpsc::Receiver<control_plane::Proposal>>,
+) -> Option<control_plane::Proposal> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }

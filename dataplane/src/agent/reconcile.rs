@@ -1,5 +1,9 @@
 //! The reconciler: the one writer of the kernel tables. It turns a config into a compiled
 //! generation and applies it whole, or rejects it whole and keeps the previous one in force.
+//!
+//! The config is the local files merged with the last accepted xDS resources (`merge.rs`).
+//! Both sides come through here: a file reload is merged with the last ACKed xDS config, an xDS
+//! response with the last good local config; either gives one new generation or none.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -8,6 +12,7 @@ use std::{
 };
 
 use anyhow::Result;
+use control::Diagnostics;
 use dataplane::kernel::{
     attach::Attachments,
     cgroup,
@@ -16,11 +21,16 @@ use dataplane::kernel::{
 };
 use dataplane_common::{FIRST_RULE_ID, WorkloadValue, rule_ids};
 
+use ::xds::{Rejection, Rejections, ResourceType};
+use tokio::time::Instant;
+
 use super::{
     binaries,
+    control_plane::Proposal,
     dns::Resolver,
+    merge::{Proposer, merge},
     source::ConfigSource,
-    state::{ReloadStatus, Shared, Snapshot, WorkloadStatus, now_rfc3339},
+    state::{ReloadStatus, Shared, Snapshot, Sources, WorkloadStatus, XdsSync, now_rfc3339},
 };
 
 /// How often `spec.binaries` patterns are resolved again (a package upgrade replaces files).
@@ -30,6 +40,36 @@ pub struct Options {
     pub cgroup_root: PathBuf,
     pub settings: control::Settings,
     pub events_per_sec: u32,
+    /// With --xds-address.
+    pub xds: Option<XdsOptions>,
+}
+
+pub struct XdsOptions {
+    pub address: String,
+    pub types: Vec<ResourceType>,
+    pub sync_timeout: std::time::Duration,
+}
+
+/// The control plane's side of the config.
+struct XdsState {
+    address: String,
+    types: Vec<ResourceType>,
+    /// As last accepted (ACKed): what the control plane's resources say.
+    accepted: control::Config,
+    /// Types with an accepted response since the agent started.
+    answered: BTreeSet<ResourceType>,
+    sync: XdsSync,
+    deadline: Instant,
+    /// A policy pinned by a previous agent is in force: after the timeout it stays until the
+    /// control plane has answered at least once.
+    adopted: bool,
+    told_waiting: bool,
+}
+
+/// Why a config was not applied.
+enum Failure {
+    Invalid(Diagnostics),
+    Kernel(String),
 }
 
 pub struct Reconciler {
@@ -40,7 +80,11 @@ pub struct Reconciler {
     source: ConfigSource,
     resolver: Resolver,
     opts: Options,
-    /// Last config that was applied (kept to recompile when DNS answers or cgroups change).
+    /// The local files' config as last loaded and accepted.
+    local: Option<control::Config>,
+    xds: Option<XdsState>,
+    /// Last merged config that was applied (kept to recompile when DNS answers or cgroups
+    /// change).
     config: Option<control::Config>,
     compiled: Option<Arc<control::CompiledPolicy>>,
     rule_ids: control::RuleIds,
@@ -50,6 +94,8 @@ pub struct Reconciler {
     workloads: Vec<WorkloadStatus>,
     last_reload: Option<ReloadStatus>,
     last_good: Option<ReloadStatus>,
+    /// The last recorded outcome is a refused xDS response.
+    xds_refused: bool,
     swept_stale_links: bool,
 }
 
@@ -68,6 +114,17 @@ impl Reconciler {
             .into_iter()
             .filter(|(id, _)| *id >= FIRST_RULE_ID)
             .collect();
+        let adopted = kernel.adopted && tables.generation() > 0;
+        let xds = opts.xds.as_ref().map(|x| XdsState {
+            address: x.address.clone(),
+            types: x.types.clone(),
+            accepted: control::Config::default(),
+            answered: BTreeSet::new(),
+            sync: XdsSync::Waiting,
+            deadline: Instant::now() + x.sync_timeout,
+            adopted,
+            told_waiting: false,
+        });
         Self {
             kernel,
             tables,
@@ -76,6 +133,8 @@ impl Reconciler {
             source,
             resolver,
             opts,
+            local: None,
+            xds,
             config: None,
             compiled: None,
             rule_ids,
@@ -84,17 +143,248 @@ impl Reconciler {
             workloads: Vec::new(),
             last_reload: None,
             last_good: None,
+            xds_refused: false,
             swept_stale_links: false,
         }
     }
 
-    /// Reads the config and applies it, or records why not (the previous policy stays).
+    /// Reads the local files, merges them with the last accepted xDS config and applies the
+    /// result, or records why not (the previous policy stays).
     pub async fn reload(&mut self, trigger: &str) {
-        let config = match self.source.load() {
+        let local = match self.source.load() {
             Ok(c) => c,
             Err(diags) => return self.rejected(trigger, &diags),
         };
-        self.apply_config(config, trigger).await;
+        let empty = control::Config::default();
+        let xds = self.xds.as_ref().map_or(&empty, |x| &x.accepted);
+        let merged = match merge(&local, xds, Proposer::Files) {
+            Ok(m) => m,
+            Err(diags) => return self.rejected(trigger, &diags),
+        };
+        if !self.xds_synced() {
+            // Checked now, applied with the control plane's first answer.
+            if let Err(diags) = self.compile(&merged) {
+                return self.rejected(trigger, &diags);
+            }
+            tracing::info!(
+                trigger,
+                source = %self.source.describe(),
+                "local config accepted; waiting for the control plane's initial answer before applying"
+            );
+            self.local = Some(local);
+            return self.publish();
+        }
+        if self.apply_config(merged, trigger).await.is_ok() {
+            self.local = Some(local);
+        }
+    }
+
+    /// One xDS response: merged with the local config and applied as one generation (→ ACK),
+    /// or refused with the reasons (→ NACK) and nothing changes.
+    pub async fn on_xds(&mut self, proposal: Proposal) {
+        let Proposal {
+            config,
+            changed,
+            version,
+            reply,
+        } = proposal;
+        let result = self.xds_response(config, changed, &version).await;
+        if result.is_err() {
+            self.xds_refused = true;
+        }
+        // The client may be gone (agent stopping); nothing to tell then.
+        let _ = reply.send(result);
+    }
+
+    async fn xds_response(
+        &mut self,
+        config: Option<control::Config>,
+        changed: ResourceType,
+        version: &str,
+    ) -> Result<(), Rejections> {
+        let trigger = format!("xDS {changed} version {version}");
+        let Some(x) = self.xds.as_mut() else {
+            return Err(
+                Rejection::of(changed, "", "the agent has no control plane configured").into(),
+            );
+        };
+        let was_synced = x.sync != XdsSync::Waiting;
+        x.answered.insert(changed);
+        let completes = !was_synced && x.types.iter().all(|t| x.answered.contains(t));
+        let Some(config) = config else {
+            // The resources are as last accepted (a resync after a reconnect, or the control
+            // plane taking back what was refused): nothing to apply, unless this answer
+            // completes the initial sync.
+            if completes {
+                let xds = x.accepted.clone();
+                return self
+                    .finish_sync(xds, XdsSync::Complete, &trigger, changed)
+                    .await;
+            }
+            if self.xds_refused {
+                // What the control plane wants is in force again.
+                self.xds_refused = false;
+                if let Some(good) = self.last_good.take() {
+                    self.last_reload = Some(good);
+                }
+                self.publish();
+            }
+            return Ok(());
+        };
+        if completes {
+            return self
+                .finish_sync(config, XdsSync::Complete, &trigger, changed)
+                .await;
+        }
+        let empty = control::Config::default();
+        let merged = match merge(
+            self.local.as_ref().unwrap_or(&empty),
+            &config,
+            Proposer::Xds,
+        ) {
+            Ok(m) => m,
+            Err(diags) => {
+                self.forget_answer(changed);
+                self.rejected(&trigger, &diags);
+                return Err(rejections(&diags, changed));
+            }
+        };
+        if !was_synced || self.local.is_none() {
+            // Not applied yet: checked, accepted, applied when the sync completes.
+            if let Err(diags) = self.compile(&merged) {
+                self.forget_answer(changed);
+                self.rejected(&trigger, &diags);
+                return Err(rejections(&diags, changed));
+            }
+            tracing::info!(
+                trigger,
+                "xDS response accepted; waiting for the initial answer of every type before applying"
+            );
+            self.set_xds_accepted(config);
+            self.publish();
+            return Ok(());
+        }
+        match self.apply_config(merged, &trigger).await {
+            Ok(()) => {
+                self.set_xds_accepted(config);
+                Ok(())
+            }
+            Err(failure) => Err(failure.rejections(changed)),
+        }
+    }
+
+    /// Applies the first generation with the control plane's config (or, while the local
+    /// files have not loaded, checks it: the first apply then waits for them).
+    async fn finish_sync(
+        &mut self,
+        xds: control::Config,
+        how: XdsSync,
+        trigger: &str,
+        changed: ResourceType,
+    ) -> Result<(), Rejections> {
+        let empty = control::Config::default();
+        let merged = match merge(self.local.as_ref().unwrap_or(&empty), &xds, Proposer::Xds) {
+            Ok(m) => m,
+            Err(diags) => {
+                self.forget_answer(changed);
+                self.rejected(trigger, &diags);
+                return Err(rejections(&diags, changed));
+            }
+        };
+        if self.local.is_none() {
+            if let Err(diags) = self.compile(&merged) {
+                self.forget_answer(changed);
+                self.rejected(trigger, &diags);
+                return Err(rejections(&diags, changed));
+            }
+            self.set_sync(how);
+            self.set_xds_accepted(xds);
+            self.publish();
+            return Ok(());
+        }
+        self.set_sync(how);
+        match self.apply_config(merged, trigger).await {
+            Ok(()) => {
+                tracing::info!(trigger, sync = ?how, "initial xDS sync applied");
+                self.set_xds_accepted(xds);
+                Ok(())
+            }
+            Err(failure) => {
+                // A refused answer does not complete the sync; after the timeout, the next
+                // accepted response or file reload applies.
+                if how == XdsSync::Complete {
+                    self.set_sync(XdsSync::Waiting);
+                    self.forget_answer(changed);
+                }
+                self.publish();
+                Err(failure.rejections(changed))
+            }
+        }
+    }
+
+    fn set_sync(&mut self, sync: XdsSync) {
+        if let Some(x) = self.xds.as_mut() {
+            x.sync = sync;
+        }
+    }
+
+    fn set_xds_accepted(&mut self, config: control::Config) {
+        if let Some(x) = self.xds.as_mut() {
+            x.accepted = config;
+        }
+    }
+
+    /// A refused response does not count as the type's answer if none was accepted before.
+    fn forget_answer(&mut self, changed: ResourceType) {
+        if let Some(x) = self.xds.as_mut()
+            && x.sync == XdsSync::Waiting
+        {
+            x.answered.remove(&changed);
+        }
+    }
+
+    /// No control plane, or its initial answer is in (or was waited for long enough).
+    fn xds_synced(&self) -> bool {
+        self.xds.as_ref().is_none_or(|x| x.sync != XdsSync::Waiting)
+    }
+
+    /// After --xds-sync-timeout: apply what is known, except that a pinned policy adopted from
+    /// a previous agent stays until the control plane has answered at least once.
+    async fn check_sync_deadline(&mut self) {
+        let Some(x) = self.xds.as_mut() else { return };
+        if x.sync != XdsSync::Waiting || Instant::now() < x.deadline {
+            return;
+        }
+        if x.adopted && x.answered.is_empty() {
+            if !x.told_waiting {
+                x.told_waiting = true;
+                tracing::warn!(
+                    address = %x.address,
+                    "no answer from the control plane yet; the policy adopted from the previous agent stays in force until it answers"
+                );
+            }
+            return;
+        }
+        let missing: Vec<String> = x
+            .types
+            .iter()
+            .filter(|t| !x.answered.contains(t))
+            .map(|t| t.to_string())
+            .collect();
+        tracing::warn!(
+            address = %x.address,
+            missing = %missing.join(", "),
+            "the control plane has not answered every type in time; applying what is known"
+        );
+        let xds = x.accepted.clone();
+        let _ = self
+            .finish_sync(
+                xds,
+                XdsSync::TimedOut,
+                "xDS initial sync timed out",
+                ResourceType::Address,
+            )
+            .await;
     }
 
     /// Periodic work: file changes, DNS refreshes that are due, cgroups that appeared or vanished.
@@ -102,6 +392,7 @@ impl Reconciler {
         if self.source.changed() {
             return self.reload("file change").await;
         }
+        self.check_sync_deadline().await;
         let Some(config) = self.config.clone() else {
             return;
         };
@@ -116,7 +407,8 @@ impl Reconciler {
                 .map(|c| c.dns_names.clone())
                 .unwrap_or_default();
             if self.resolver.refresh(&names).await {
-                return self.apply_config(config, "DNS answer changed").await;
+                let _ = self.apply_config(config, "DNS answer changed").await;
+                return;
             }
         }
         if self.binaries_checked.elapsed() >= BINARY_RECHECK {
@@ -127,19 +419,30 @@ impl Reconciler {
                 .map(|c| c.binary_patterns.clone())
                 .unwrap_or_default();
             if binaries::resolve(&patterns) != self.binaries {
-                return self.apply_config(config, "executable files changed").await;
+                let _ = self.apply_config(config, "executable files changed").await;
+                return;
             }
         }
         if self.cgroups_changed() {
-            self.apply_config(config, "cgroup appeared or vanished")
+            let _ = self
+                .apply_config(config, "cgroup appeared or vanished")
                 .await;
         }
     }
 
-    async fn apply_config(&mut self, config: control::Config, trigger: &str) {
+    /// Compiles and applies `config` as one generation, recording the outcome.
+    async fn apply_config(
+        &mut self,
+        config: control::Config,
+        trigger: &str,
+    ) -> Result<(), Failure> {
+        let started = std::time::Instant::now();
         let mut compiled = match self.compile(&config) {
             Ok(c) => c,
-            Err(diags) => return self.rejected(trigger, &diags),
+            Err(diags) => {
+                self.rejected(trigger, &diags);
+                return Err(Failure::Invalid(diags));
+            }
         };
         let files = binaries::resolve(&compiled.binary_patterns);
         let files_changed = files != self.binaries;
@@ -148,9 +451,13 @@ impl Reconciler {
         if self.resolver.refresh(&compiled.dns_names).await || files_changed {
             compiled = match self.compile(&config) {
                 Ok(c) => c,
-                Err(diags) => return self.rejected(trigger, &diags),
+                Err(diags) => {
+                    self.rejected(trigger, &diags);
+                    return Err(Failure::Invalid(diags));
+                }
             };
         }
+        let compiled_at = started.elapsed();
         match self.apply(&compiled).await {
             Ok(generation) => {
                 let warnings: Vec<String> = config
@@ -163,22 +470,28 @@ impl Reconciler {
                     tracing::warn!("{w}");
                 }
                 tracing::info!(
-                    trigger, generation, source = %self.source.describe(),
+                    trigger, generation, source = %self.describe_source(),
                     workloads = compiled.workloads.len(), rules = compiled.rules.len(),
-                    entries = compiled.egress.len(), "policy applied"
+                    entries = compiled.egress.len(),
+                    compile_ms = compiled_at.as_secs_f64() * 1e3,
+                    total_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "policy applied"
                 );
                 self.rule_ids = compiled.rule_ids.clone();
                 self.compiled = Some(Arc::new(compiled));
                 self.config = Some(config);
                 let status = self.status(trigger, true, Vec::new(), warnings);
                 self.last_good = None;
+                self.xds_refused = false;
                 self.last_reload = Some(status);
                 self.shared.count_reload(true);
                 self.publish();
+                Ok(())
             }
             Err(e) => {
                 let msg = format!("applying the policy to the kernel failed: {e:#}");
-                self.rejected_with(trigger, vec![msg]);
+                self.rejected_with(trigger, vec![msg.clone()]);
+                Err(Failure::Kernel(msg))
             }
         }
     }
@@ -352,11 +665,12 @@ impl Reconciler {
     }
 
     fn rejected_with(&mut self, trigger: &str, errors: Vec<String>) {
+        self.xds_refused = false;
         for e in &errors {
             tracing::error!("{e}");
         }
         tracing::error!(
-            trigger, source = %self.source.describe(),
+            trigger, source = %self.describe_source(),
             generation = self.tables.generation(),
             "config rejected; the previous policy stays in force"
         );
@@ -385,10 +699,23 @@ impl Reconciler {
         }
     }
 
+    /// "PATH" or "PATH + xDS URL".
+    fn describe_source(&self) -> String {
+        match &self.xds {
+            Some(x) => format!("{} + xDS {}", self.source.describe(), x.address),
+            None => self.source.describe(),
+        }
+    }
+
     fn publish(&self) {
         self.shared.publish(Snapshot {
             generation: self.tables.generation(),
-            source: self.source.describe(),
+            source: self.describe_source(),
+            sources: Sources {
+                files: self.source.describe(),
+                xds: self.xds.as_ref().map(|x| x.address.clone()),
+            },
+            xds_sync: self.xds.as_ref().map(|x| x.sync),
             compiled: self.compiled.clone(),
             workloads: self.workloads.clone(),
             dns_names: self.resolver.status(),
@@ -396,4 +723,22 @@ impl Reconciler {
             last_good_reload: self.last_good.clone(),
         });
     }
+}
+
+impl Failure {
+    /// The NACK's reasons, each naming its resource where the compiler said which.
+    fn rejections(&self, changed: ResourceType) -> Rejections {
+        match self {
+            Failure::Invalid(diags) => rejections(diags, changed),
+            Failure::Kernel(msg) => Rejection::of(changed, "", msg.clone()).into(),
+        }
+    }
+}
+
+fn rejections(diags: &Diagnostics, changed: ResourceType) -> Rejections {
+    let r = Rejections::from_diagnostics(diags);
+    if r.is_empty() {
+        return Rejection::of(changed, "", "refused").into();
+    }
+    r
 }

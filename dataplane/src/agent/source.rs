@@ -1,5 +1,5 @@
-//! Where the config comes from (a file, a directory, or the bundled example) and whether it
-//! changed since it was last read.
+//! Where the local config comes from (a file, a directory, the bundled example, or nothing when
+//! a control plane gives the policy) and whether it changed since it was last read.
 
 use std::{
     collections::hash_map::DefaultHasher,
@@ -11,24 +11,39 @@ use std::{
 /// The example policy that `meshward run` enforces when no --config is given.
 pub const BUNDLED_EXAMPLE: &str = include_str!("../../../examples/mesh.yaml");
 pub const BUNDLED_NAME: &str = "<bundled example examples/mesh.yaml>";
+pub const NO_FILES: &str = "<no local files>";
 
 pub struct ConfigSource {
     path: Option<PathBuf>,
+    /// Without a path: the bundled example (true), or nothing at all (false: `--xds-address`
+    /// without `--config`).
+    bundled: bool,
     last_fingerprint: Option<u64>,
 }
 
 impl ConfigSource {
+    /// `path`, else the bundled example.
     pub fn new(path: Option<PathBuf>) -> Self {
         Self {
             path,
+            bundled: true,
             last_fingerprint: None,
+        }
+    }
+
+    /// `path`, else an empty config.
+    pub fn or_empty(path: Option<PathBuf>) -> Self {
+        Self {
+            bundled: false,
+            ..Self::new(path)
         }
     }
 
     pub fn describe(&self) -> String {
         match &self.path {
             Some(p) => p.display().to_string(),
-            None => BUNDLED_NAME.to_string(),
+            None if self.bundled => BUNDLED_NAME.to_string(),
+            None => NO_FILES.to_string(),
         }
     }
 
@@ -36,7 +51,8 @@ impl ConfigSource {
         self.last_fingerprint = self.fingerprint();
         match &self.path {
             Some(p) => control::load_config(p),
-            None => control::load_config_str(BUNDLED_NAME, BUNDLED_EXAMPLE),
+            None if self.bundled => control::load_config_str(BUNDLED_NAME, BUNDLED_EXAMPLE),
+            None => Ok(control::Config::default()),
         }
     }
 
@@ -72,4 +88,21 @@ fn config_files(path: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_path_the_bundled_example_or_nothing() {
+        let bundled = ConfigSource::new(None).load().expect("bundled example");
+        assert!(!bundled.workloads.is_empty());
+        let mut empty = ConfigSource::or_empty(None);
+        let config = empty.load().expect("empty");
+        assert!(config.workloads.is_empty());
+        assert!(config.egress_policies.is_empty() && config.authorization_policies.is_empty());
+        assert_eq!(empty.describe(), NO_FILES);
+        assert!(!empty.changed());
+    }
 }

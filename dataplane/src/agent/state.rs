@@ -23,13 +23,19 @@ pub struct Shared {
     events: Mutex<EventLog>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// The xDS client's status, with --xds-address.
+    xds: Option<xds::StatusHandle>,
 }
 
 /// What the agent enforces now, as the admin endpoint reports it.
 #[derive(Default, Serialize)]
 pub struct Snapshot {
     pub generation: u64,
+    /// Where the policy comes from: the local files, and the control plane if any.
     pub source: String,
+    pub sources: Sources,
+    /// With a control plane: whether the first policy from it has been applied.
+    pub xds_sync: Option<XdsSync>,
     #[serde(skip)]
     pub compiled: Option<Arc<control::CompiledPolicy>>,
     pub workloads: Vec<WorkloadStatus>,
@@ -37,6 +43,27 @@ pub struct Snapshot {
     pub last_reload: Option<ReloadStatus>,
     /// The last reload that succeeded, if the last one failed.
     pub last_good_reload: Option<ReloadStatus>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Sources {
+    /// The --config path, the bundled example, or "<no local files>".
+    pub files: String,
+    /// The control plane's address (--xds-address).
+    pub xds: Option<String>,
+}
+
+/// The initial synchronisation with the control plane (docs/xds.md, "Start").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum XdsSync {
+    /// Waiting for the first answer of every type; the previous (adopted) policy, if any, is in
+    /// force.
+    Waiting,
+    /// Every type answered; every accepted response is applied as it comes.
+    Complete,
+    /// The wait timed out; what was known was applied, every accepted response is applied.
+    TimedOut,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -144,7 +171,7 @@ impl EventLog {
 }
 
 impl Shared {
-    pub fn new(counters: Counters, posture: PostureMaps) -> Self {
+    pub fn new(counters: Counters, posture: PostureMaps, xds: Option<xds::StatusHandle>) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             counters: Mutex::new(counters),
@@ -156,7 +183,13 @@ impl Shared {
             }),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            xds,
         }
+    }
+
+    /// The xDS client's status now, with --xds-address.
+    pub fn xds_status(&self) -> Option<xds::Status> {
+        self.xds.as_ref().map(|h| h.get())
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

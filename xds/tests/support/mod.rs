@@ -99,7 +99,30 @@ impl TestServer {
 
     /// With extra arguments for server.py (e.g. `--tls-cert`).
     pub async fn start_with(port: u16, args: &[&str]) -> TestServer {
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/server.py");
+        let mut server = Self::spawn(port, args);
+        server
+            .take("listening", |e| e["event"] == "listening")
+            .await;
+        server
+    }
+
+    /// A server that takes commands (`set`) but opens its port only on [`TestServer::serve`]:
+    /// a restarted control plane that has its resources before any client connects.
+    pub async fn start_held(port: u16) -> TestServer {
+        let mut server = Self::spawn(port, &["--hold"]);
+        server.take("held", |e| e["event"] == "held").await;
+        server
+    }
+
+    /// Opens the port of a [`TestServer::start_held`] server.
+    pub async fn serve(&mut self) {
+        self.command(json!({"op": "serve"})).await;
+        self.take("listening", |e| e["event"] == "listening").await;
+    }
+
+    fn spawn(port: u16, args: &[&str]) -> TestServer {
+        // From the xds package or from another one of the workspace (tests/xds.rs).
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../xds/tests/server.py");
         let mut child = Command::new(python())
             .arg(&script)
             .args(["--port", &port.to_string()])
@@ -120,17 +143,13 @@ impl TestServer {
                 sink.lock().unwrap().push((event, false));
             }
         });
-        let mut server = TestServer {
+        TestServer {
             port,
             stdin: child.stdin.take(),
             child,
             events,
             seq: 0,
-        };
-        server
-            .take("listening", |e| e["event"] == "listening")
-            .await;
-        server
+        }
     }
 
     pub fn address(&self) -> String {
@@ -189,19 +208,37 @@ impl TestServer {
         .await
     }
 
-    async fn command(&mut self, mut command: Value) {
+    async fn command(&mut self, command: Value) {
+        let seq = self.send(command);
+        self.done(seq).await;
+    }
+
+    /// Hands `command` to the server without waiting for it; returns its sequence number.
+    fn send(&mut self, mut command: Value) -> u64 {
         self.seq += 1;
         let seq = self.seq;
         command["seq"] = json!(seq);
         let stdin = self.stdin.as_mut().expect("server stdin");
         writeln!(stdin, "{command}").expect("write to the xDS server");
         stdin.flush().expect("flush to the xDS server");
+        seq
+    }
+
+    /// Waits until the server has carried out command `seq` (pushed it to every stream).
+    pub async fn done(&mut self, seq: u64) {
         self.take("done", |e| e["event"] == "done" && e["seq"] == seq)
             .await;
     }
 
     /// Adds or replaces `resources` of `type_url` and removes `remove`; the server pushes.
     pub async fn set(&mut self, type_url: &str, resources: &[Res], remove: &[&str]) {
+        let seq = self.set_nowait(type_url, resources, remove);
+        self.done(seq).await;
+    }
+
+    /// As [`TestServer::set`], returning at once (for timing what follows); see
+    /// [`TestServer::done`].
+    pub fn set_nowait(&mut self, type_url: &str, resources: &[Res], remove: &[&str]) -> u64 {
         let resources: Vec<Value> = resources
             .iter()
             .map(|r| {
@@ -213,10 +250,9 @@ impl TestServer {
                 })
             })
             .collect();
-        self.command(
+        self.send(
             json!({"op": "set", "type_url": type_url, "resources": resources, "remove": remove}),
         )
-        .await;
     }
 
     /// Sends every stream a response of `type_url`, subscribed or not.
