@@ -85,14 +85,38 @@ impl EgressIndex {
 /// An unknown workload has no entries and no flags, so it is allowed by default (the kernel does
 /// not govern it).
 pub fn evaluate(policy: &CompiledPolicy, workload_id: u32, dst: IpAddr, port: u16) -> Decision {
+    evaluate_with_names(policy, workload_id, dst, port, &[])
+}
+
+/// [`evaluate`] for a destination that DNS answers associated with `learned` name keys
+/// (`sni_policy::name_key`s, in the kernel's slot order; see `dataplane_common::dns_learning`):
+/// as the kernel does, the actions the address rules leave empty are filled from the name rules
+/// of each key, exact port first.
+pub fn evaluate_with_names(
+    policy: &CompiledPolicy,
+    workload_id: u32,
+    dst: IpAddr,
+    port: u16,
+    learned: &[u64],
+) -> Decision {
     let index = policy.index.get_or_init(|| EgressIndex::build(policy));
     let addr = to_bits(dst);
     let m1 = index.longest_match(workload_id, port, addr);
     let m2 = index.longest_match(workload_id, 0, addr);
     let pick = |a: u32, b: u32| if a != 0 { a } else { b };
-    let deny = pick(m1.deny, m2.deny);
-    let allow = pick(m1.allow, m2.allow);
-    let audit = pick(m1.audit, m2.audit);
+    let mut m = RuleMatch {
+        deny: pick(m1.deny, m2.deny),
+        allow: pick(m1.allow, m2.allow),
+        audit: pick(m1.audit, m2.audit),
+    };
+    if policy.flags_of(workload_id) & workload_flags::HAS_NAME_RULES != 0 {
+        for p in [port, 0] {
+            for &key in learned {
+                crate::evaluate_sni::fill_from_name_rule(policy, &mut m, workload_id, p, key);
+            }
+        }
+    }
+    let RuleMatch { deny, allow, audit } = m;
     let flags = policy.flags_of(workload_id);
     let (verdict, rule_id) = if deny != 0 {
         (Verdict::Deny, deny)

@@ -43,26 +43,37 @@ fn name_rules(policy: &CompiledPolicy, subject_id: u32, port: u16, name: &str) -
     let mut m = RuleMatch::default();
     for p in [port, 0] {
         for &key in &keys[..n] {
-            let found = policy
-                .sni_rules
-                .binary_search_by_key(&(subject_id, p, key), |r| {
-                    (r.subject_id, r.port, r.name_key)
-                });
-            if let Ok(i) = found {
-                let r = &policy.sni_rules[i].rules;
-                for (into, from) in [
-                    (&mut m.deny, r.deny),
-                    (&mut m.allow, r.allow),
-                    (&mut m.audit, r.audit),
-                ] {
-                    if *into == 0 {
-                        *into = from;
-                    }
-                }
-            }
+            fill_from_name_rule(policy, &mut m, subject_id, p, key);
         }
     }
     m
+}
+
+/// Fills the actions `m` has no rule for from the `SNI_RULES` entry (subject, port, key).
+pub(crate) fn fill_from_name_rule(
+    policy: &CompiledPolicy,
+    m: &mut RuleMatch,
+    subject_id: u32,
+    port: u16,
+    key: u64,
+) {
+    let found = policy
+        .sni_rules
+        .binary_search_by_key(&(subject_id, port, key), |r| {
+            (r.subject_id, r.port, r.name_key)
+        });
+    if let Ok(i) = found {
+        let r = &policy.sni_rules[i].rules;
+        for (into, from) in [
+            (&mut m.deny, r.deny),
+            (&mut m.allow, r.allow),
+            (&mut m.audit, r.audit),
+        ] {
+            if *into == 0 {
+                *into = from;
+            }
+        }
+    }
 }
 
 fn admitted_by_name_only(policy: &CompiledPolicy, subject_id: u32, port: u16, dst: IpAddr) -> bool {

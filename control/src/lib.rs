@@ -50,14 +50,16 @@ mod tests;
 
 pub use compile::pattern_text;
 pub use compile::{
-    BinaryResolutions, CompiledPolicy, CompiledSubject, CompiledWorkload, EgressEntry, FileId,
-    PolicySummary, Resolutions, RuleInfo, RuleKind, Settings, SniRequired, SniRule, compile,
-    compile_with_binaries, inbound_rule_name,
+    BinaryResolutions, CompiledPolicy, CompiledSubject, CompiledWorkload, DnsWatch, EgressEntry,
+    FileId, PolicySummary, Resolutions, RuleInfo, RuleKind, Settings, SniRequired, SniRule,
+    compile, compile_with_binaries, inbound_rule_name,
 };
 pub use dataplane_common::InboundEntry;
 pub use decode::Spanned;
 pub use diagnostics::{Diagnostic, Diagnostics, Location, Severity};
-pub use evaluate::{Decision, Verdict, evaluate, evaluate_inbound, identity_of};
+pub use evaluate::{
+    Decision, Verdict, evaluate, evaluate_inbound, evaluate_with_names, identity_of,
+};
 pub use evaluate_sni::evaluate_sni;
 pub use model::{
     Action, AuthorizationAction, AuthorizationPolicy, AuthorizationRule, BinaryMatch, Condition,

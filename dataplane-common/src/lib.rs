@@ -6,6 +6,10 @@
 //! sides agree byte for byte.
 #![no_std]
 
+// Range checks are written out as comparisons: the same code is compiled for the BPF target.
+#[allow(clippy::manual_range_contains)]
+pub mod dns;
+pub mod dns_learning;
 pub mod posture;
 pub mod sni_policy;
 // Range checks are written out as comparisons: the same code is compiled for the BPF target.
@@ -108,6 +112,9 @@ pub mod workload_flags {
     /// Some EgressPolicy selecting this workload is scoped to binaries: the kernel looks up the
     /// caller's executable (`BINARIES`) and the workload × binary subject (`SUBJECTS`).
     pub const HAS_BINARY_RULES: u32 = 4;
+    /// Some EgressPolicy host rule of this workload (or subject) names a DNS name: at connect
+    /// the kernel also looks up the names learned for the destination (`DNS_LEARNED`).
+    pub const HAS_NAME_RULES: u32 = 8;
 }
 
 /// Executables named by `spec.binaries`, and workload × binary subjects, per generation slot.

@@ -8,7 +8,7 @@ use dataplane_common::{
 };
 
 use crate::{
-    egress_table,
+    dns_names, egress_table,
     events::{EventFields, report},
     identity::current_workload,
     maps::{CONFIG, bump_stat},
@@ -81,7 +81,17 @@ fn on_connect(addr: [u8; 16], user_port: u32, hook: u8) -> i32 {
     } else {
         workload
     };
-    let m = egress_table::lookup(subject.workload_id, slot, addr, port);
+    let mut m = egress_table::lookup(subject.workload_id, slot, addr, port);
+    if subject.flags & workload_flags::HAS_NAME_RULES != 0 {
+        dns_names::merge(
+            &mut m,
+            workload.workload_id,
+            subject.workload_id,
+            slot,
+            addr,
+            port,
+        );
+    }
     let v = istio_order(
         &m,
         subject.flags & workload_flags::HAS_ALLOW_POLICY != 0,

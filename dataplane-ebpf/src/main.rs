@@ -2,6 +2,9 @@
 #![no_std]
 #![no_main]
 
+mod dns_learn;
+mod dns_maps;
+mod dns_names;
 mod egress;
 mod egress_table;
 mod events;

@@ -495,15 +495,39 @@ pub(crate) fn compile_groups(
         .map(|(_, s)| s.clone())
         .unwrap_or_default();
 
-    // 3. Port classes: every mentioned port, and 0 for the rest.
-    let mut ports: BTreeSet<u16> = BTreeSet::new();
-    for r in &rules {
-        for c in r.rule.to.iter().flatten().chain(&r.rule.when_port) {
-            ports.extend(c.ports());
+    // 3. Port classes: every mentioned port, and 0 for the rest. A rule's port clauses decide
+    //    alike at every port they do not mention, so at port P the candidates are the rules
+    //    that hold at port 0 plus those that mention P (not every rule: 10k rules of distinct
+    //    ports would otherwise cost 10k × 10k checks).
+    let mut mentioning: HashMap<u16, Vec<usize>> = HashMap::new();
+    for (i, r) in rules.iter().enumerate() {
+        let mut mentioned: Vec<u16> = r
+            .rule
+            .to
+            .iter()
+            .flatten()
+            .chain(&r.rule.when_port)
+            .flat_map(|c| c.ports())
+            .filter(|&p| p != 0)
+            .collect();
+        mentioned.sort_unstable();
+        mentioned.dedup();
+        for p in mentioned {
+            mentioning.entry(p).or_default().push(i);
         }
     }
-    ports.remove(&0);
-    let ports: Vec<u16> = std::iter::once(0).chain(ports).collect();
+    let ports: Vec<u16> = std::iter::once(0)
+        .chain(mentioning.keys().copied().collect::<BTreeSet<u16>>())
+        .collect();
+    let holds_at_port = |i: usize, port: u16| {
+        let rule = rules[i].rule;
+        rule.to
+            .as_ref()
+            .is_none_or(|ops| ops.iter().any(|o| o.holds(port)))
+            && rule.when_port.iter().all(|c| c.holds(port))
+    };
+    // Rules that hold at port 0 (every unmentioned port), in policy order.
+    let at_port_0: Vec<usize> = (0..rules.len()).filter(|&i| holds_at_port(i, 0)).collect();
 
     // 4. Tables per (signature, port), port-0 first.
     let tables_for = |sig: &[u32]| -> Vec<Vec<(Prefix, RuleMatch)>> {
@@ -511,10 +535,17 @@ pub(crate) fn compile_groups(
         ports
             .iter()
             .map(|&port| {
-                let applicable: Vec<Applicable<'_>> = rules
-                    .iter()
-                    .zip(source_units.iter().zip(&when_units))
-                    .filter_map(|(r, (su, wu))| applicable(r, su, *wu, port, &unit_true))
+                let mut candidates: Vec<usize> = at_port_0.clone();
+                if let Some(m) = mentioning.get(&port) {
+                    candidates.extend(m);
+                    candidates.sort_unstable();
+                    candidates.dedup();
+                }
+                let applicable: Vec<Applicable<'_>> = candidates
+                    .into_iter()
+                    .filter_map(|i| {
+                        applicable(&rules[i], &source_units[i], when_units[i], port, &unit_true)
+                    })
                     .collect();
                 group_table(&applicable)
             })

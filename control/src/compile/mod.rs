@@ -1,11 +1,13 @@
 //! The compiler: a validated [`Config`] to the tables the kernel reads. Pure: no I/O, no clock.
 
 mod binaries;
+mod dns_watch;
 mod inbound;
 mod sni;
 mod table;
 
 pub use binaries::{BinaryResolutions, CompiledSubject, FileId, pattern_text};
+pub use dns_watch::DnsWatch;
 pub use sni::{SniRequired, SniRule};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -139,6 +141,8 @@ pub struct CompiledPolicy {
     pub sni_rules: Vec<SniRule>,
     /// `SNI_REQUIRED`: addresses admitted only by name ALLOW rules, sorted.
     pub sni_required: Vec<SniRequired>,
+    /// `DNS_WATCH`: the names learned from DNS answers, per workload, sorted.
+    pub dns_watch: Vec<DnsWatch>,
     /// The configuration's warnings followed by the compiler's.
     pub warnings: Diagnostics,
     pub(crate) index: OnceLock<EgressIndex>,
@@ -415,7 +419,7 @@ pub fn compile_with_binaries(
         );
     }
 
-    let (binary_files, subjects) =
+    let (binary_files, mut subjects) =
         compile_subjects(&policies, &selections, binaries, &mut workloads);
     if binary_files.len() > MAX_BINARIES_PER_SLOT as usize
         || subjects.len() > MAX_SUBJECTS_PER_SLOT as usize
@@ -543,6 +547,7 @@ pub fn compile_with_binaries(
         entries = egress.len(),
         "egress policy compiled"
     );
+    let dns_watch = dns_watch::build(&mut workloads, &mut subjects, &sni_rules);
     Ok(CompiledPolicy {
         workloads,
         egress,
@@ -556,6 +561,7 @@ pub fn compile_with_binaries(
         subjects,
         sni_rules,
         sni_required,
+        dns_watch,
         warnings: diags,
         index: OnceLock::new(),
         inbound_index: OnceLock::new(),
@@ -880,8 +886,8 @@ fn targets(
     out
 }
 
-/// Warns about `*.suffix` hosts: at connect they match no address until in-kernel DNS learning
-/// exists; they are checked only against TLS server names (with `--tls-posture`).
+/// Warns about `*.suffix` hosts too deep to ever match: names are matched by their nearest
+/// `MAX_SUFFIXES` suffixes (TLS server names and names learned from DNS answers alike).
 fn warn_unenforced_hosts(policy: &EgressPolicy, diags: &mut Diagnostics) {
     for host in policy
         .rules
@@ -892,31 +898,15 @@ fn warn_unenforced_hosts(policy: &EgressPolicy, diags: &mut Diagnostics) {
         let HostMatch::Suffix(suffix) = &host.matches else {
             continue;
         };
-        let at = Location::new(&policy.location.file, host.line);
-        let what = format!(
-            "EgressPolicy {}/{}: wildcard host `{}`",
-            policy.namespace, policy.name, host.text
-        );
         if sni_policy::suffix_labels(suffix) > sni_policy::MAX_SUFFIXES {
             diags.warning(
-                at.clone(),
+                Location::new(&policy.location.file, host.line),
                 format!(
-                    "{what} has more than {} labels after `*.` and can never match a TLS server name",
-                    sni_policy::MAX_SUFFIXES
+                    "EgressPolicy {}/{}: wildcard host `{}` has more than {} labels after `*.` and can never match a name",
+                    policy.namespace, policy.name, host.text, sni_policy::MAX_SUFFIXES
                 ),
             );
         }
-        let consequence = match policy.action {
-            Action::Deny => "this DENY is NOT enforced on plaintext connections",
-            Action::Allow => "it admits no connection at connect",
-            Action::Audit => "plaintext connections are not audited",
-        };
-        diags.warning(
-            at,
-            format!(
-                "{what} matches no address until in-kernel DNS learning is implemented, only TLS server names (SNI, with --tls-posture); {consequence}"
-            ),
-        );
     }
 }
 

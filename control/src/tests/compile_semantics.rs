@@ -14,7 +14,8 @@ use crate::{
     Action, CompiledPolicy, Config, EgressPolicy, EgressRule, EgressTarget, Host, HostMatch,
     Location, Prefix, Resolutions, RuleIds, Settings, Verdict, Workload, compile, evaluate,
 };
-use crate::{BinaryResolutions, compile_with_binaries};
+use crate::{BinaryResolutions, compile_with_binaries, evaluate_with_names};
+use dataplane_common::sni_policy::{MAX_SUFFIXES, name_key, server_name_keys};
 
 const WORKLOADS: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -521,24 +522,43 @@ fn dns_names_and_wildcards() {
     );
     // Unresolved: matches nothing yet.
     assert_eq!(decide(&p, "shop/web", "5.5.5.5", 443), DEFAULT_DENY);
-    let w = lines(&p.warnings);
-    assert_eq!(w.len(), 2, "{w:?}");
-    assert!(
-        w[0].contains(
-            "t.yaml:22: warning: EgressPolicy shop/a: wildcard host `*.cdn.net` matches no address"
-        ),
-        "{w:?}"
+    assert!(p.warnings.is_empty(), "{}", p.warnings);
+    // Every name host is watched for the workload; wildcards by their `.suffix` key.
+    let web = p.workload_by_name("shop", "web").unwrap().workload_id;
+    let watched: Vec<(u32, u64, &str)> = p
+        .dns_watch
+        .iter()
+        .filter(|w| w.workload_id == web)
+        .map(|w| (w.workload_id, w.name_key, w.pattern.as_str()))
+        .collect();
+    for (key, pattern) in [
+        (name_key(b"api.example.com"), "api.example.com"),
+        (name_key(b".cdn.net"), "*.cdn.net"),
+        (name_key(b".evil.org"), "*.evil.org"),
+        (name_key(b"bad.example.com"), "bad.example.com"),
+    ] {
+        assert!(
+            watched.contains(&(web, key, pattern)),
+            "{pattern}: {watched:?}"
+        );
+    }
+    assert_eq!(watched.len(), 4, "{watched:?}");
+    // An address learned under a watched name is decided by that name's rules.
+    let learned = |name: &str| {
+        let mut keys = [0u64; MAX_SUFFIXES + 1];
+        let n = server_name_keys(name.as_bytes(), &mut keys);
+        let d = evaluate_with_names(&p, web, "5.5.5.5".parse().unwrap(), 443, &keys[..n]);
+        format!("{} {}", d.verdict, p.rule_name(d.rule_id))
+    };
+    assert_eq!(learned("img.cdn.net"), "allow shop/a#0");
+    assert_eq!(learned("x.evil.org"), "deny shop/d#0");
+    assert_eq!(learned("bad.example.com"), "deny shop/d#0");
+    assert_eq!(
+        learned("cdn.net"),
+        DEFAULT_DENY,
+        "a wildcard needs a label before it"
     );
-    assert!(
-        w[1].contains(
-            "t.yaml:30: warning: EgressPolicy shop/d: wildcard host `*.evil.org` matches no address"
-        ),
-        "{w:?}"
-    );
-    assert!(
-        w[1].ends_with("this DENY is NOT enforced on plaintext connections"),
-        "{w:?}"
-    );
+    assert_eq!(learned("other.test"), DEFAULT_DENY);
 
     let resolved = Resolutions::from([
         (

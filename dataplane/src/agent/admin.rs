@@ -12,7 +12,7 @@ use axum::{
 use serde_json::json;
 
 use super::{metrics, state::Shared};
-use crate::cli::explain::{decide, normalize_host};
+use crate::cli::explain::{decide, host_keys, normalize_host};
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
     let app = Router::new()
@@ -90,6 +90,8 @@ async fn policy(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "rules": rules,
         "table_entries": s.compiled.as_ref().map(|c| c.egress.len()).unwrap_or(0),
         "dns_names": s.dns_names,
+        "dns_learned": super::learned::records(&shared),
+        "dns_stats": shared.dns().stats().unwrap_or_default(),
         "warnings": s.last_good_reload.as_ref().or(s.last_reload.as_ref()).map(|r| r.warnings.clone()),
     }))
 }
@@ -134,16 +136,33 @@ async fn explain(
         .get("binary")
         .and_then(|b| super::binaries::file_id(std::path::Path::new(b)));
     let sni = q.get("sni").or(q.get("host")).map(String::as_str);
-    let mut explanation = match decide(compiled, from, to, binary, sni) {
+    // With host=, as if `to` had been answered for that name; without, what the kernel learned.
+    let host = q.get("host").map(|h| normalize_host(h));
+    let addr = match to.ip() {
+        std::net::IpAddr::V4(v4) => dataplane_common::ipv4_mapped(v4.octets()),
+        std::net::IpAddr::V6(v6) => v6.octets(),
+    };
+    let learned = |workload_id: u32| match &host {
+        Some(h) => host_keys(h),
+        None => shared.dns().keys_for(workload_id, addr),
+    };
+    let mut explanation = match decide(compiled, from, to, binary, sni, &learned) {
         Ok(e) => e,
         Err(e) => return (StatusCode::NOT_FOUND, e.to_string()).into_response(),
     };
     if let Some(host) = q.get("host") {
         let host = normalize_host(host);
-        let known = s
+        let keys = host_keys(&host);
+        let resolved = s
             .dns_names
             .iter()
             .any(|n| n.name == host && n.ips.contains(&to.ip()));
+        let learned = shared
+            .dns()
+            .learned()
+            .iter()
+            .any(|l| l.addr == to.ip() && keys.contains(&l.name_key));
+        let known = resolved || learned;
         if !known {
             explanation.rule.push_str(&format!(
                 " ({host} does not currently resolve to {})",

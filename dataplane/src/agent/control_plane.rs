@@ -43,6 +43,19 @@ pub struct XdsArgs {
     /// previous agent stays until the control plane answers).
     #[arg(long, default_value_t = 15, requires = "xds_address")]
     pub xds_sync_timeout_secs: u64,
+    /// PEM certificate chain and key (`CERT,KEY`) for mutual TLS to the control plane.
+    #[arg(
+        long,
+        value_name = "CERT,KEY",
+        value_delimiter = ',',
+        num_args = 2,
+        requires = "xds_address"
+    )]
+    pub xds_client_cert: Option<Vec<PathBuf>>,
+    /// File holding a bearer token sent as `authorization: Bearer <token>` on the stream (how
+    /// istiod authenticates ztunnel; e.g. a projected service-account token). Read at start.
+    #[arg(long, value_name = "FILE", requires = "xds_address")]
+    pub xds_token_file: Option<PathBuf>,
 }
 
 impl XdsArgs {
@@ -61,6 +74,22 @@ impl XdsArgs {
             XdsMode::Sotw => xds::Mode::Sotw,
         };
         options.tls.ca_file = self.xds_ca.clone();
+        if let Some([cert, key]) = self.xds_client_cert.as_deref() {
+            options.tls.client_cert = Some((cert.clone(), key.clone()));
+        }
+        if let Some(path) = &self.xds_token_file {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("--xds-token-file {}", path.display()))?;
+            let token = token.trim();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "--xds-token-file {} is empty",
+                path.display()
+            );
+            options
+                .headers
+                .push(("authorization".into(), format!("Bearer {token}")));
+        }
         options.node_cluster = "meshward".into();
         Ok(Some(options))
     }

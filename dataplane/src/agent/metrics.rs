@@ -184,6 +184,23 @@ pub fn render(shared: &Shared) -> String {
             &label_refs(&resources),
         );
     }
+    if let Ok(d) = shared.dns().stats() {
+        gauge(
+            "meshward_dns_learning_total",
+            "counter",
+            "In-kernel DNS learning: queries recorded, answers parsed, associations learned, and answers or names not learned (by reason).",
+            &[
+                ("{event=\"query\"}", d.queries),
+                ("{event=\"answer\"}", d.answers),
+                ("{event=\"learned\"}", d.learned),
+                ("{event=\"unmatched\"}", d.unmatched),
+                ("{event=\"malformed\"}", d.malformed),
+                ("{event=\"table_full\"}", d.table_full),
+                ("{event=\"keys_dropped\"}", d.keys_dropped),
+                ("{event=\"truncated\"}", d.truncated),
+            ],
+        );
+    }
     let governed = snapshot.workloads.iter().filter(|w| w.governed).count() as u64;
     let pending = snapshot.workloads.len() as u64 - governed;
     gauge(

@@ -6,6 +6,7 @@ mod control_plane;
 mod dns;
 mod events;
 mod exe_names;
+mod learned;
 mod merge;
 mod metrics;
 pub mod posture;
@@ -39,9 +40,17 @@ pub struct RunArgs {
     /// DNS server for resolving exact host names (default: the system resolver configuration).
     #[arg(long)]
     pub dns_server: Option<SocketAddr>,
-    /// Lowest TTL honoured for resolved names, in seconds.
+    /// Lowest TTL honoured for resolved names and for names learned from DNS answers, in
+    /// seconds.
     #[arg(long, default_value_t = 5)]
     pub dns_min_ttl: u64,
+    /// Highest TTL honoured for names learned from DNS answers, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub dns_max_ttl: u64,
+    /// Resolver port whose answers governed workloads receive are learned from (repeat for
+    /// several; default 53).
+    #[arg(long = "dns-port", value_name = "PORT", default_values_t = [53u16])]
+    pub dns_ports: Vec<u16>,
     /// Deny/audit events per second per CPU before they are counted as rate-limited.
     #[arg(long, default_value_t = DEFAULT_EVENTS_PER_SEC)]
     pub events_per_sec: u32,
@@ -49,6 +58,10 @@ pub struct RunArgs {
     /// sk_skb); see docs/posture.md.
     #[arg(long)]
     pub tls_posture: bool,
+    /// Learn the addresses of DNS-name hosts from the DNS answers governed workloads receive,
+    /// in the kernel, before the application reads them (docs/dns.md).
+    #[arg(long)]
+    pub dns_learning: bool,
     /// How often config files are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub watch_interval_ms: u64,
@@ -72,7 +85,13 @@ async fn run_async(args: RunArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => cgroup::cgroup2_mount()?,
     };
-    let loaded = loader::load(&args.pin_path, args.tls_posture)?;
+    let loaded = loader::load(
+        &args.pin_path,
+        loader::Features {
+            tls_posture: args.tls_posture,
+            dns_learning: args.dns_learning,
+        },
+    )?;
     tracing::info!(
         pin_path = %args.pin_path.display(),
         adopted = loaded.kernel.adopted,
@@ -93,9 +112,16 @@ async fn run_async(args: RunArgs) -> Result<()> {
         }
         None => (None, None, None),
     };
+    let mut dns = loaded.dns;
+    dns.set_ports(&args.dns_ports)?;
+    dns.set_ttl_bounds(
+        u32::try_from(args.dns_min_ttl).unwrap_or(u32::MAX),
+        u32::try_from(args.dns_max_ttl).unwrap_or(u32::MAX),
+    )?;
     let shared = Arc::new(state::Shared::new(
         loaded.counters,
         loaded.posture,
+        dns,
         xds_status,
     ));
     let source = if xds_reconcile.is_some() {

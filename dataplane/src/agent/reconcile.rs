@@ -33,6 +33,9 @@ use super::{
     state::{ReloadStatus, Shared, Snapshot, Sources, WorkloadStatus, XdsSync, now_rfc3339},
 };
 
+/// How often expired DNS-learned addresses are deleted from the kernel table.
+const DNS_SWEEP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often `spec.binaries` patterns are resolved again (a package upgrade replaces files).
 const BINARY_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -97,6 +100,7 @@ pub struct Reconciler {
     /// The last recorded outcome is a refused xDS response.
     xds_refused: bool,
     swept_stale_links: bool,
+    dns_swept: std::time::Instant,
 }
 
 impl Reconciler {
@@ -145,6 +149,7 @@ impl Reconciler {
             last_good: None,
             xds_refused: false,
             swept_stale_links: false,
+            dns_swept: std::time::Instant::now(),
         }
     }
 
@@ -389,6 +394,13 @@ impl Reconciler {
 
     /// Periodic work: file changes, DNS refreshes that are due, cgroups that appeared or vanished.
     pub async fn on_tick(&mut self) {
+        if self.dns_swept.elapsed() >= DNS_SWEEP {
+            self.dns_swept = std::time::Instant::now();
+            let n = self.shared.dns().sweep();
+            if n > 0 {
+                tracing::debug!(pairs = n, "expired DNS-learned addresses deleted");
+            }
+        }
         if self.source.changed() {
             return self.reload("file change").await;
         }
@@ -524,6 +536,11 @@ impl Reconciler {
                 .sni_required
                 .iter()
                 .map(|r| ((r.subject_id, r.port, r.addr), r.rule_id))
+                .collect(),
+            dns_watch: compiled
+                .dns_watch
+                .iter()
+                .map(|w| (w.workload_id, w.name_key))
                 .collect(),
             ..Generation::default()
         };

@@ -11,7 +11,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use dataplane::kernel::{counters::Counters, posture::PostureMaps};
+use dataplane::kernel::{counters::Counters, dns_learning::DnsMaps, posture::PostureMaps};
 use serde::Serialize;
 
 use super::dns::NameStatus;
@@ -20,6 +20,7 @@ pub struct Shared {
     snapshot: ArcSwap<Snapshot>,
     counters: Mutex<Counters>,
     posture: Mutex<PostureMaps>,
+    dns: Mutex<DnsMaps>,
     events: Mutex<EventLog>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -171,11 +172,17 @@ impl EventLog {
 }
 
 impl Shared {
-    pub fn new(counters: Counters, posture: PostureMaps, xds: Option<xds::StatusHandle>) -> Self {
+    pub fn new(
+        counters: Counters,
+        posture: PostureMaps,
+        dns: DnsMaps,
+        xds: Option<xds::StatusHandle>,
+    ) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             counters: Mutex::new(counters),
             posture: Mutex::new(posture),
+            dns: Mutex::new(dns),
             events: Mutex::new(EventLog {
                 records: VecDeque::new(),
                 next_seq: 0,
@@ -206,6 +213,11 @@ impl Shared {
 
     pub fn posture(&self) -> MutexGuard<'_, PostureMaps> {
         self.posture.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the kernel learned from DNS answers.
+    pub fn dns(&self) -> MutexGuard<'_, DnsMaps> {
+        self.dns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn events(&self) -> MutexGuard<'_, EventLog> {

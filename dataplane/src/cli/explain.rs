@@ -101,7 +101,10 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
                 .as_deref()
                 .and_then(crate::agent::binaries::file_id);
             let sni = args.sni.as_deref().or(args.host.as_deref());
-            decide(&compiled, &args.from, args.to, file, sni)?
+            let host = args.host.clone();
+            decide(&compiled, &args.from, args.to, file, sni, &move |_| {
+                host.as_deref().map(host_keys).unwrap_or_default()
+            })?
         }
         None => {
             let mut query = format!(
@@ -156,24 +159,36 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The name keys of `host` (the whole name, then its `.suffix`es): what the kernel holds for an
+/// address learned from an answer for `host`.
+pub fn host_keys(host: &str) -> Vec<u64> {
+    let mut keys = [0u64; dataplane_common::sni_policy::MAX_SUFFIXES + 1];
+    let n = dataplane_common::sni_policy::server_name_keys(host.as_bytes(), &mut keys);
+    keys[..n].to_vec()
+}
+
 pub fn normalize_host(host: &str) -> String {
     host.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Evaluates a connection from `from` (`ns/workload` or an IP) to `to` against compiled tables,
 /// egress (if the source is a workload) then inbound (if the destination is a workload).
+/// `learned(workload_id)`: the name keys DNS answers associated with `to`'s address for that
+/// workload, in the kernel's order (see `control::evaluate_with_names`).
 pub fn decide(
     compiled: &control::CompiledPolicy,
     from: &str,
     to: SocketAddr,
     binary: Option<control::FileId>,
     sni: Option<&str>,
+    learned: &dyn Fn(u32) -> Vec<u64>,
 ) -> Result<Explanation> {
     let (source, source_ip) = find_source(compiled, from)?;
     let mut tls_sni = None;
     let egress = source.map(|w| {
         let subject = compiled.subject_of(w.workload_id, binary);
-        let d = control::evaluate(compiled, subject, to.ip(), to.port());
+        let keys = learned(w.workload_id);
+        let d = control::evaluate_with_names(compiled, subject, to.ip(), to.port(), &keys);
         if let (Some(name), control::Verdict::Allow) = (sni, d.verdict) {
             let s = control::evaluate_sni(compiled, subject, to.ip(), to.port(), Some(name));
             tls_sni = Some(step(compiled, s, w, None));

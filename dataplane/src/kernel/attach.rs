@@ -85,9 +85,20 @@ impl Attachments {
                 _link: link,
             });
         }
+        if kernel.dns_learning {
+            for (name, direction) in super::loader::DNS_PROGRAMS {
+                links.push(attach_skb(kernel, cgroup_id, path, name, direction)?);
+            }
+        }
         if kernel.tls_posture {
             links.push(attach_sockops(kernel, cgroup_id, path)?);
-            links.push(attach_ingress(kernel, cgroup_id, path)?);
+            links.push(attach_skb(
+                kernel,
+                cgroup_id,
+                path,
+                dataplane_common::posture::program_names::INGRESS,
+                CgroupSkbAttachType::Ingress,
+            )?);
         }
         tracing::info!(cgroup = %path.display(), cgroup_id, "governing cgroup");
         self.held.insert(target, links);
@@ -183,12 +194,21 @@ fn attach_sockops(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<He
     })
 }
 
-/// cgroup_skb ingress on a governed cgroup (TLS posture: what governed sockets receive).
-fn attach_ingress(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<HeldLink> {
-    let name = dataplane_common::posture::program_names::INGRESS;
+/// A cgroup_skb program on a governed cgroup: TLS posture ingress (what governed sockets
+/// receive), DNS learning (queries sent, answers received).
+fn attach_skb(
+    kernel: &mut Kernel,
+    cgroup_id: u64,
+    path: &Path,
+    name: &str,
+    direction: CgroupSkbAttachType,
+) -> Result<HeldLink> {
     attach_once(kernel, cgroup_id, path, name, |ebpf, dir| {
-        let prog: &mut CgroupSkb = ebpf.program_mut(name).context(name)?.try_into()?;
-        let id = prog.attach(dir, CgroupSkbAttachType::Ingress, CgroupAttachMode::Single)?;
+        let prog: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .context(name.to_string())?
+            .try_into()?;
+        let id = prog.attach(dir, direction, CgroupAttachMode::Single)?;
         Ok(prog.take_link(id)?.try_into()?)
     })
 }

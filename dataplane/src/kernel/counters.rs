@@ -12,6 +12,9 @@ pub struct Counters {
     counters: PerCpuArray<MapData, RuleCounters>,
     names: HashMap<MapData, u32, RuleName>,
     stats: PerCpuArray<MapData, u64>,
+    /// What RULE_NAMES holds (this module is its only writer): read from the map once at
+    /// start, so that a generation touches only the names that changed.
+    recorded: BTreeMap<u32, String>,
 }
 
 /// Kernel-side statistics that are not per rule.
@@ -24,35 +27,41 @@ pub struct KernelStats {
 
 impl Counters {
     pub fn new(counters: Map, names: Map, stats: Map) -> Result<Self> {
-        Ok(Self {
-            counters: counters.try_into()?,
-            names: names.try_into()?,
-            stats: stats.try_into()?,
-        })
-    }
-
-    /// Rule id → name as recorded by the agent that wrote the tables (maybe a previous run).
-    pub fn recorded_names(&self) -> Vec<(u32, String)> {
-        self.names
+        let names: HashMap<MapData, u32, RuleName> = names.try_into()?;
+        let recorded = names
             .iter()
             .filter_map(Result::ok)
             .map(|(id, n)| {
                 let len = (n.len as usize).min(RULE_NAME_LEN);
                 (id, String::from_utf8_lossy(&n.bytes[..len]).into_owned())
             })
+            .collect();
+        Ok(Self {
+            counters: counters.try_into()?,
+            names,
+            stats: stats.try_into()?,
+            recorded,
+        })
+    }
+
+    /// Rule id → name as recorded by the agent that wrote the tables (maybe a previous run).
+    pub fn recorded_names(&self) -> Vec<(u32, String)> {
+        self.recorded
+            .iter()
+            .map(|(id, n)| (*id, n.clone()))
             .collect()
     }
 
     /// Records the names of the live rules before a generation that uses them goes live. A rule id
     /// that is new (or now names another rule) starts from zero.
     pub fn record_names(&mut self, live: &BTreeMap<u32, String>) -> Result<()> {
-        let recorded: BTreeMap<u32, String> = self.recorded_names().into_iter().collect();
         for (id, name) in live {
-            if recorded.get(id) != Some(name) {
+            if self.recorded.get(id) != Some(name) {
                 self.zero(*id)?;
                 self.names
                     .insert(id, &encode_name(name), 0)
                     .context("write RULE_NAMES")?;
+                self.recorded.insert(*id, name.clone());
             }
         }
         Ok(())
@@ -60,11 +69,16 @@ impl Counters {
 
     /// Forgets the rules not in `live` (after the generation without them is live).
     pub fn forget_others(&mut self, live: &BTreeMap<u32, String>) -> Result<()> {
-        for (id, _) in self.recorded_names() {
-            if !live.contains_key(&id) {
-                self.names.remove(&id).context("remove RULE_NAMES entry")?;
-                self.zero(id)?;
-            }
+        let gone: Vec<u32> = self
+            .recorded
+            .keys()
+            .filter(|id| !live.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.names.remove(&id).context("remove RULE_NAMES entry")?;
+            self.zero(id)?;
+            self.recorded.remove(&id);
         }
         Ok(())
     }

@@ -14,12 +14,13 @@ use aya::{
 use dataplane_common::posture::{
     ConnKey, map_names as posture_maps, program_names as posture_programs, stages,
 };
-use dataplane_common::{KernelOffsets, map_names, program_names, sni_policy};
+use dataplane_common::{KernelOffsets, dns_learning, map_names, program_names, sni_policy};
 
 use super::{
     bpffs::PinDir,
     btf,
     counters::Counters,
+    dns_learning::DnsMaps,
     events::EventReader,
     posture::PostureMaps,
     tables::{TableMaps, Tables},
@@ -40,12 +41,34 @@ pub struct Kernel {
     pub adopted: bool,
     /// The TLS posture programs are loaded (sock_ops is attached with the cgroup programs).
     pub tls_posture: bool,
+    /// The DNS learning programs are loaded (attached with the cgroup programs).
+    pub dns_learning: bool,
 }
+
+/// Optional program families.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Features {
+    pub tls_posture: bool,
+    pub dns_learning: bool,
+}
+
+/// cgroup_skb programs of in-kernel DNS learning, attached to every governed cgroup.
+pub const DNS_PROGRAMS: [(&str, aya::programs::CgroupSkbAttachType); 2] = [
+    (
+        dns_learning::program_names::DNS_EGRESS,
+        aya::programs::CgroupSkbAttachType::Egress,
+    ),
+    (
+        dns_learning::program_names::DNS_INGRESS,
+        aya::programs::CgroupSkbAttachType::Ingress,
+    ),
+];
 
 /// Everything the agent needs to drive the kernel side.
 pub struct Loaded {
     pub kernel: Kernel,
     pub posture: PostureMaps,
+    pub dns: DnsMaps,
     pub tables: Tables,
     pub counters: Counters,
     pub events: EventReader,
@@ -53,7 +76,11 @@ pub struct Loaded {
 
 /// Loads everything; `tls_posture` also loads the TLS posture programs (sock_ops, sk_msg,
 /// cgroup_skb ingress) and attaches the sk_msg programs to the sockhash.
-pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
+pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
+    let Features {
+        tls_posture,
+        dns_learning,
+    } = features;
     let pins = PinDir::prepare(pin_root)?;
     let adopted = pins.has_pinned_maps();
     let mut ebpf = EbpfLoader::new()
@@ -78,6 +105,16 @@ pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
     if tls_posture {
         load_posture_programs(&mut ebpf)?;
     }
+    if dns_learning {
+        for (name, _) in DNS_PROGRAMS {
+            let prog: &mut CgroupSkb = ebpf
+                .program_mut(name)
+                .with_context(|| format!("program {name} missing from the object"))?
+                .try_into()?;
+            prog.load()
+                .with_context(|| format!("verifier rejected {name}"))?;
+        }
+    }
     let tables = Tables::new(TableMaps {
         config: take(&mut ebpf, map_names::CONFIG)?,
         workloads: take(&mut ebpf, map_names::WORKLOADS)?,
@@ -90,7 +127,14 @@ pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
         subjects: take(&mut ebpf, map_names::SUBJECTS)?,
         sni_rules: take(&mut ebpf, sni_policy::map_names::SNI_RULES)?,
         sni_required: take(&mut ebpf, sni_policy::map_names::SNI_REQUIRED)?,
+        dns_watch: take(&mut ebpf, dns_learning::map_names::DNS_WATCH)?,
     })?;
+    let dns = DnsMaps::new(
+        take(&mut ebpf, dns_learning::map_names::DNS_PORTS)?,
+        take(&mut ebpf, dns_learning::map_names::DNS_CONFIG)?,
+        take(&mut ebpf, dns_learning::map_names::DNS_LEARNED)?,
+        take(&mut ebpf, dns_learning::map_names::DNS_STATS)?,
+    )?;
     write_kernel_offsets(take(&mut ebpf, map_names::KERNEL_OFFSETS)?);
     let counters = Counters::new(
         take(&mut ebpf, map_names::RULE_COUNTERS)?,
@@ -105,11 +149,13 @@ pub fn load(pin_root: &Path, tls_posture: bool) -> Result<Loaded> {
     )?;
     Ok(Loaded {
         posture,
+        dns,
         kernel: Kernel {
             ebpf,
             pins,
             adopted,
             tls_posture,
+            dns_learning,
         },
         tables,
         counters,

@@ -5,6 +5,7 @@ pub mod bpffs;
 pub mod btf;
 pub mod cgroup;
 pub mod counters;
+pub mod dns_learning;
 pub mod events;
 pub mod loader;
 pub mod posture;

@@ -1,5 +1,5 @@
 //! Owner of CONFIG, WORKLOADS, EGRESS_RULES, EGRESS_EXACT, IDENTITIES, INBOUND_RULES,
-//! INBOUND_EXACT, BINARIES, SUBJECTS, SNI_RULES and SNI_REQUIRED.
+//! INBOUND_EXACT, BINARIES, SUBJECTS, SNI_RULES, SNI_REQUIRED and DNS_WATCH.
 //! A policy generation is written into the inactive slot, then CONFIG's `active_slot` flips:
 //! every hook sees either the whole old generation or the whole new one. The old slot is
 //! cleared after a grace period longer than any program run.
@@ -8,7 +8,7 @@
 //! to the exact-match hash (`*_EXACT`), every other one to the LPM trie (`*_RULES`). The kernel
 //! probes the hash first in each group; a hit is the longest match the trie would have given.
 
-use std::time::Duration;
+use std::{hash::Hash, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use aya::maps::{
@@ -20,11 +20,14 @@ use dataplane_common::{
     INBOUND_KEY_FIXED_BITS, InboundEntry, InboundKey, MAX_BINARIES_PER_SLOT,
     MAX_EGRESS_ENTRIES_PER_SLOT, MAX_IDENTITIES_PER_SLOT, MAX_INBOUND_ENTRIES_PER_SLOT,
     MAX_SUBJECTS_PER_SLOT, MAX_WORKLOADS, RuleMatch, SubjectKey, WorkloadKey, WorkloadValue,
+    dns_learning::{MAX_DNS_WATCH_PER_SLOT, WatchKey},
     sni_policy::{MAX_SNI_REQUIRED_PER_SLOT, MAX_SNI_RULES_PER_SLOT, SniRequiredKey, SniRuleKey},
 };
 
-/// Programs run for microseconds; this leaves a wide margin before old entries go.
-pub const GRACE: Duration = Duration::from_millis(50);
+/// A slot is rewritten no sooner than this after it stopped being the active one: a program
+/// that read the old `active_slot` finishes its lookups within microseconds (it runs under
+/// RCU with migration disabled), so 5 ms is a margin of three orders of magnitude.
+pub const GRACE: Duration = Duration::from_millis(5);
 pub const DEFAULT_EVENTS_PER_SEC: u32 = 1000;
 
 /// (subject, port, IPv4-mapped address) of `SNI_REQUIRED`.
@@ -47,6 +50,8 @@ pub struct Generation {
     pub sni_rules: Vec<((u32, u16, u64), RuleMatch)>,
     /// (subject, port, address) → the name ALLOW rule that alone admits it (0 = exempt).
     pub sni_required: Vec<(SniAddress, u32)>,
+    /// (workload, name key): names learned from the workload's DNS answers.
+    pub dns_watch: Vec<(u32, u64)>,
 }
 
 /// The maps this module owns, as taken from the loaded object.
@@ -62,6 +67,7 @@ pub struct TableMaps {
     pub subjects: Map,
     pub sni_rules: Map,
     pub sni_required: Map,
+    pub dns_watch: Map,
 }
 
 pub struct Tables {
@@ -76,7 +82,12 @@ pub struct Tables {
     subjects: HashMap<MapData, SubjectKey, WorkloadValue>,
     sni_rules: HashMap<MapData, SniRuleKey, RuleMatch>,
     sni_required: HashMap<MapData, SniRequiredKey, u32>,
+    dns_watch: HashMap<MapData, WatchKey, u8>,
     current: Config,
+    /// What each slot holds, when this agent wrote it: the base of the next write there.
+    held: [Option<Generation>; 2],
+    /// When each slot stopped being the active one.
+    deactivated_at: [Option<std::time::Instant>; 2],
 }
 
 impl Tables {
@@ -95,7 +106,10 @@ impl Tables {
             subjects: maps.subjects.try_into()?,
             sni_rules: maps.sni_rules.try_into()?,
             sni_required: maps.sni_required.try_into()?,
+            dns_watch: maps.dns_watch.try_into()?,
             current,
+            held: [None, None],
+            deactivated_at: [None, None],
         })
     }
 
@@ -140,6 +154,11 @@ impl Tables {
                 next.sni_required.len(),
                 MAX_SNI_REQUIRED_PER_SLOT,
             ),
+            (
+                "watched DNS names",
+                next.dns_watch.len(),
+                MAX_DNS_WATCH_PER_SLOT,
+            ),
         ] {
             if len > max as usize {
                 bail!("{len} {what} exceed the kernel table ({max})");
@@ -147,9 +166,24 @@ impl Tables {
         }
         let old_slot = self.current.active_slot;
         let slot = 1 - old_slot.min(1);
-        // Leftovers from an interrupted earlier write.
-        self.clear_slot(slot)?;
-        if let Err(e) = self.write_slot(slot, next) {
+        let i = slot as usize;
+        // Programs that started before the slot was switched away from may still read it.
+        if let Some(at) = self.deactivated_at[i] {
+            let since = at.elapsed();
+            if since < GRACE {
+                tokio::time::sleep(GRACE - since).await;
+            }
+        }
+        // What the slot holds: the generation before the current one, if this agent wrote it;
+        // otherwise (first write after start, or after a failed one) it is cleared first.
+        let prev = match self.held[i].take() {
+            Some(prev) => prev,
+            None => {
+                self.clear_slot(slot)?;
+                Generation::default()
+            }
+        };
+        if let Err(e) = self.write_slot(slot, &prev, next) {
             let _ = self.clear_slot(slot);
             return Err(e);
         }
@@ -158,115 +192,219 @@ impl Tables {
             events_per_sec,
             generation: self.current.generation + 1,
         };
-        self.config
-            .set(0, &config, 0)
-            .context("switch CONFIG to the new generation")?;
+        if let Err(e) = self.config.set(0, &config, 0) {
+            let _ = self.clear_slot(slot);
+            return Err(e).context("switch CONFIG to the new generation");
+        }
         self.current = config;
-        tokio::time::sleep(GRACE).await;
-        self.clear_slot(old_slot)?;
+        self.held[i] = Some(next.clone());
+        self.deactivated_at[old_slot.min(1) as usize] = Some(std::time::Instant::now());
         Ok(config.generation)
     }
 
-    fn write_slot(&mut self, slot: u32, next: &Generation) -> Result<()> {
-        for (cgroup_id, value) in &next.workloads {
-            let key = WorkloadKey {
-                cgroup_id: *cgroup_id,
-                slot,
-                _pad: 0,
-            };
+    /// Brings `slot` from holding `prev` to holding `next`: removes what `next` lacks, writes
+    /// what is new or changed. Only the difference touches the kernel.
+    fn write_slot(&mut self, slot: u32, prev: &Generation, next: &Generation) -> Result<()> {
+        let s8 = slot as u8;
+        let (put, del) = diff(
+            prev.workloads.iter().copied(),
+            next.workloads.iter().copied(),
+        );
+        let wkey = |cgroup_id: u64| WorkloadKey {
+            cgroup_id,
+            slot,
+            _pad: 0,
+        };
+        for k in del {
+            self.workloads.remove(&wkey(k)).context("clear WORKLOADS")?;
+        }
+        for (k, v) in put {
             self.workloads
-                .insert(&key, value, 0)
+                .insert(&wkey(k), &v, 0)
                 .context("write WORKLOADS")?;
         }
-        for e in &next.egress {
-            let data = EgressKey {
-                workload_id: e.workload_id,
-                port: e.port,
-                slot: slot as u8,
-                _reserved: 0,
-                addr: e.addr,
-            };
-            if e.prefix_len == FULL_PREFIX_LEN {
+
+        let egress = |e: &EgressEntry| ((e.workload_id, e.port, e.addr, e.prefix_len), e.rules);
+        let (put, del) = diff(
+            prev.egress.iter().map(egress),
+            next.egress.iter().map(egress),
+        );
+        let ekey = |(workload_id, port, addr, _): (u32, u16, [u8; 16], u8)| EgressKey {
+            workload_id,
+            port,
+            slot: s8,
+            _reserved: 0,
+            addr,
+        };
+        for k in del {
+            if k.3 == FULL_PREFIX_LEN {
+                self.egress_exact.remove(&ekey(k))
+            } else {
+                self.egress
+                    .remove(&Key::new(EGRESS_KEY_FIXED_BITS + u32::from(k.3), ekey(k)))
+            }
+            .context("clear EGRESS_RULES")?;
+        }
+        for (k, rules) in put {
+            if k.3 == FULL_PREFIX_LEN {
                 self.egress_exact
-                    .insert(&data, &e.rules, 0)
+                    .insert(&ekey(k), &rules, 0)
                     .context("write EGRESS_EXACT")?;
             } else {
-                let key = Key::new(EGRESS_KEY_FIXED_BITS + u32::from(e.prefix_len), data);
+                let key = Key::new(EGRESS_KEY_FIXED_BITS + u32::from(k.3), ekey(k));
                 self.egress
-                    .insert(&key, &e.rules, 0)
+                    .insert(&key, &rules, 0)
                     .context("write EGRESS_RULES")?;
             }
         }
-        for (addr, value) in &next.identities {
-            let key = AddrKey { addr: *addr, slot };
+
+        let (put, del) = diff(
+            prev.identities.iter().copied(),
+            next.identities.iter().copied(),
+        );
+        for addr in del {
             self.identities
-                .insert(&key, value, 0)
+                .remove(&AddrKey { addr, slot })
+                .context("clear IDENTITIES")?;
+        }
+        for (addr, v) in put {
+            self.identities
+                .insert(&AddrKey { addr, slot }, &v, 0)
                 .context("write IDENTITIES")?;
         }
-        for e in &next.inbound {
-            let data = InboundKey {
-                workload_id: e.workload_id,
-                identity: e.identity,
-                port: e.port,
-                slot: slot as u8,
+
+        let inbound = |e: &InboundEntry| {
+            (
+                (e.workload_id, e.identity, e.port, e.addr, e.prefix_len),
+                e.rules,
+            )
+        };
+        let (put, del) = diff(
+            prev.inbound.iter().map(inbound),
+            next.inbound.iter().map(inbound),
+        );
+        let ikey =
+            |(workload_id, identity, port, addr, _): (u32, u32, u16, [u8; 16], u8)| InboundKey {
+                workload_id,
+                identity,
+                port,
+                slot: s8,
                 _reserved: 0,
-                addr: e.addr,
+                addr,
             };
-            if e.prefix_len == FULL_PREFIX_LEN {
+        for k in del {
+            if k.4 == FULL_PREFIX_LEN {
+                self.inbound_exact.remove(&ikey(k))
+            } else {
+                self.inbound
+                    .remove(&Key::new(INBOUND_KEY_FIXED_BITS + u32::from(k.4), ikey(k)))
+            }
+            .context("clear INBOUND_RULES")?;
+        }
+        for (k, rules) in put {
+            if k.4 == FULL_PREFIX_LEN {
                 self.inbound_exact
-                    .insert(&data, &e.rules, 0)
+                    .insert(&ikey(k), &rules, 0)
                     .context("write INBOUND_EXACT")?;
             } else {
-                let key = Key::new(INBOUND_KEY_FIXED_BITS + u32::from(e.prefix_len), data);
+                let key = Key::new(INBOUND_KEY_FIXED_BITS + u32::from(k.4), ikey(k));
                 self.inbound
-                    .insert(&key, &e.rules, 0)
+                    .insert(&key, &rules, 0)
                     .context("write INBOUND_RULES")?;
             }
         }
-        for ((dev, ino), binary_id) in &next.binaries {
-            let key = FileKey {
-                dev: *dev,
-                ino: *ino,
-                slot,
-                _pad: 0,
-            };
+
+        let (put, del) = diff(prev.binaries.iter().copied(), next.binaries.iter().copied());
+        let fkey = |(dev, ino): (u64, u64)| FileKey {
+            dev,
+            ino,
+            slot,
+            _pad: 0,
+        };
+        for k in del {
+            self.binaries.remove(&fkey(k)).context("clear BINARIES")?;
+        }
+        for (k, id) in put {
             self.binaries
-                .insert(&key, binary_id, 0)
+                .insert(&fkey(k), &id, 0)
                 .context("write BINARIES")?;
         }
-        for ((workload_id, binary_id), value) in &next.subjects {
-            let key = SubjectKey {
-                workload_id: *workload_id,
-                binary_id: *binary_id,
-                slot,
-            };
+
+        let (put, del) = diff(prev.subjects.iter().copied(), next.subjects.iter().copied());
+        let skey = |(workload_id, binary_id): (u32, u32)| SubjectKey {
+            workload_id,
+            binary_id,
+            slot,
+        };
+        for k in del {
+            self.subjects.remove(&skey(k)).context("clear SUBJECTS")?;
+        }
+        for (k, v) in put {
             self.subjects
-                .insert(&key, value, 0)
+                .insert(&skey(k), &v, 0)
                 .context("write SUBJECTS")?;
         }
-        for ((subject_id, port, name), rules) in &next.sni_rules {
-            let key = SniRuleKey {
-                subject_id: *subject_id,
-                port: *port,
-                slot: slot as u8,
-                _pad: 0,
-                name: *name,
-            };
+
+        let (put, del) = diff(
+            prev.sni_rules.iter().copied(),
+            next.sni_rules.iter().copied(),
+        );
+        let rkey = |(subject_id, port, name): (u32, u16, u64)| SniRuleKey {
+            subject_id,
+            port,
+            slot: s8,
+            _pad: 0,
+            name,
+        };
+        for k in del {
+            self.sni_rules.remove(&rkey(k)).context("clear SNI_RULES")?;
+        }
+        for (k, rules) in put {
             self.sni_rules
-                .insert(&key, rules, 0)
+                .insert(&rkey(k), &rules, 0)
                 .context("write SNI_RULES")?;
         }
-        for ((subject_id, port, addr), rule_id) in &next.sni_required {
-            let key = SniRequiredKey {
-                subject_id: *subject_id,
-                port: *port,
-                slot: slot as u8,
-                _pad: 0,
-                addr: *addr,
-            };
+
+        let (put, del) = diff(
+            prev.sni_required.iter().copied(),
+            next.sni_required.iter().copied(),
+        );
+        let qkey = |(subject_id, port, addr): SniAddress| SniRequiredKey {
+            subject_id,
+            port,
+            slot: s8,
+            _pad: 0,
+            addr,
+        };
+        for k in del {
             self.sni_required
-                .insert(&key, rule_id, 0)
+                .remove(&qkey(k))
+                .context("clear SNI_REQUIRED")?;
+        }
+        for (k, rule_id) in put {
+            self.sni_required
+                .insert(&qkey(k), &rule_id, 0)
                 .context("write SNI_REQUIRED")?;
+        }
+
+        let unit = |k: &(u32, u64)| (*k, ());
+        let (put, del) = diff(
+            prev.dns_watch.iter().map(unit),
+            next.dns_watch.iter().map(unit),
+        );
+        let dkey = |(workload_id, name): (u32, u64)| WatchKey {
+            workload_id,
+            slot: s8,
+            _pad: [0; 3],
+            name,
+        };
+        for k in del {
+            self.dns_watch.remove(&dkey(k)).context("clear DNS_WATCH")?;
+        }
+        for (k, ()) in put {
+            self.dns_watch
+                .insert(&dkey(k), &1, 0)
+                .context("write DNS_WATCH")?;
         }
         Ok(())
     }
@@ -305,6 +443,7 @@ impl Tables {
             |k| u32::from(k.slot) == slot,
             "SNI_REQUIRED"
         );
+        clear!(self.dns_watch, |k| u32::from(k.slot) == slot, "DNS_WATCH");
         clear!(
             self.egress,
             |k| u32::from(k.data().slot) == slot,
@@ -316,5 +455,38 @@ impl Tables {
             "INBOUND_RULES"
         );
         Ok(())
+    }
+}
+
+/// What to write (new or changed values) and what to remove to go from `prev` to `next`.
+fn diff<K: Hash + Eq + Copy, V: PartialEq + Copy>(
+    prev: impl Iterator<Item = (K, V)>,
+    next: impl Iterator<Item = (K, V)>,
+) -> (Vec<(K, V)>, Vec<K>) {
+    let mut old: std::collections::HashMap<K, V> = prev.collect();
+    let mut put = Vec::new();
+    for (k, v) in next {
+        if old.remove(&k) != Some(v) {
+            put.push((k, v));
+        }
+    }
+    (put, old.into_keys().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff;
+
+    #[test]
+    fn diff_writes_only_what_changed_and_removes_what_went() {
+        let prev = [(1, 'a'), (2, 'b'), (3, 'c')];
+        let next = [(1, 'a'), (2, 'x'), (4, 'd')];
+        let (mut put, mut del) = diff(prev.into_iter(), next.into_iter());
+        put.sort();
+        del.sort();
+        assert_eq!(put, vec![(2, 'x'), (4, 'd')]);
+        assert_eq!(del, vec![3]);
+        let (put, del) = diff(std::iter::empty(), next.into_iter());
+        assert_eq!((put.len(), del.len()), (3, 0));
     }
 }
