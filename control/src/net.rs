@@ -127,6 +127,11 @@ pub(crate) fn parse_hostname(text: &str) -> Result<String, String> {
     if name.len() > 253 {
         return Err(format!("host name `{text}` is longer than 253 characters"));
     }
+    if !name.is_ascii() {
+        return Err(format!(
+            "`{text}` is not a valid host name: write internationalized names in their A-label (punycode) form, as DNS carries them, e.g. `xn--bcher-kva.example` for `bücher.example`"
+        ));
+    }
     for label in name.split('.') {
         if label.is_empty() || label.len() > 63 {
             return Err(format!(
@@ -260,6 +265,19 @@ mod tests {
         assert!(Prefix::ANY.contains("::1".parse().unwrap()));
         assert_eq!(mask(128), u128::MAX);
         assert_eq!(mask(0), 0);
+    }
+
+    #[test]
+    fn internationalized_names_are_taken_in_a_label_form() {
+        assert_eq!(
+            parse_host("*.XN--Bcher-KVA.example.").unwrap().0,
+            HostMatch::Suffix("xn--bcher-kva.example".into())
+        );
+        let e = parse_host("bücher.example").unwrap_err();
+        assert!(
+            e.contains("A-label") && e.contains("xn--bcher-kva.example"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -354,25 +354,36 @@ fn kernel_shaped(msg: &[u8; MSG_LEN], len: usize, out: &mut Answer) -> Result<()
         if let NameStep::Bad(e) = name(&mut q, msg, len, &mut out.chain[0].text) {
             return Err(Malformed::QuestionName(e));
         }
-        let mut pos = question_done(msg, len, out, &q)?;
-        let mut scratch = [0u8; NAME_LEN];
+        let qkey = stepped_key(&out.chain[0].text, q.out_len());
+        let mut pos = question_done(msg, len, out, &q, qkey)?;
+        let mut scratch: [u8; NAME_LEN];
         for i in 0..MAX_RECORDS {
             if i >= usize::from(h.ancount) {
                 return Ok(());
             }
             let mut owner = NameReader::new(pos);
+            scratch = [0; NAME_LEN];
             if let NameStep::Bad(e) = name(&mut owner, msg, len, &mut scratch) {
                 return owner_failed(&h, out, e);
             }
-            match answer_record(msg, len, &h, out, &owner, &scratch)? {
+            match answer_record(
+                msg,
+                len,
+                &h,
+                out,
+                &owner,
+                stepped_key(&scratch, owner.out_len()),
+            )? {
                 RecordStep::Next(next) => pos = next,
                 RecordStep::Stop => return Ok(()),
                 RecordStep::Cname(rr, index) => {
                     let mut t = NameReader::new(rr.rdata);
+                    scratch = [0; NAME_LEN];
                     if let NameStep::Bad(e) = name(&mut t, msg, len, &mut scratch) {
                         return cname_failed(out, &rr, e);
                     }
-                    cname_target(out, &rr, index, &t, &scratch)?;
+                    let key = stepped_key(&scratch, t.out_len());
+                    cname_target(out, &rr, index, &t, &scratch, key)?;
                     pos = rr.next;
                 }
             }
@@ -498,4 +509,18 @@ fn the_kernel_sequence_of_steps_is_parse_response() {
     }
     assert!(ok > 5000 && learned > 10_000, "{ok} {learned}");
     assert!(errs.len() >= 7, "kinds of errors met: {}", errs.len());
+}
+
+/// A name's full key as the kernel takes it: [`key_step`] byte by byte, then
+/// [`walked_full_key`].
+fn stepped_key(text: &[u8; NAME_LEN], text_len: usize) -> u64 {
+    let span = dataplane_common::dns::key_span(text, text_len);
+    let mut w = dataplane_common::sni_policy::KeyWalk::new();
+    let mut i = 0;
+    while dataplane_common::dns::key_step(&mut w, text, span, i) {
+        i += 1;
+    }
+    let k = dataplane_common::dns::walked_full_key(&w, span);
+    assert_eq!(k, full_key(text, text_len), "stepped and whole keys agree");
+    k
 }

@@ -22,15 +22,15 @@ use dataplane_common::{
     MAX_CGROUP_DEPTH, WorkloadKey,
     dns::{
         Answer, HEADER_LEN, Header, MAX_ADDRS, MAX_CHAIN, MAX_NAME_STEPS, MAX_RECORDS, MSG_LEN,
-        NAME_LEN, NameError, NameReader, NameStep, RecordStep, Rr, answer_record, cname_failed,
-        cname_target, full_key, header, name_keys, owner_failed, question_done, question_fixed,
-        records_done, response_header,
+        NAME_LEN, NameError, NameReader, NameStep, RecordStep, Rr, answer_record, clear_name,
+        cname_failed, cname_target, header, key_span, key_step, owner_failed, question_done,
+        question_fixed, records_done, response_header, walked_full_key,
     },
     dns_learning::{
         KEYS_PER_ADDR, LearnedKey, LearnedNames, QueryKey, QueryValue, WatchKey, stats,
     },
     ipv4_mapped,
-    sni_policy::MAX_SUFFIXES,
+    sni_policy::{KeyWalk, MAX_SUFFIXES},
 };
 
 use crate::{
@@ -44,6 +44,8 @@ const IPPROTO_UDP: u8 = 17;
 const CHAIN_MASK: usize = MAX_CHAIN - 1;
 const ADDRS_MASK: usize = MAX_ADDRS - 1;
 const KEYS_MASK: usize = KEYS_PER_ADDR - 1;
+/// `walk_of` for the `name` buffer (chain names are 0..MAX_CHAIN).
+const NAME: u32 = MAX_CHAIN as u32;
 
 /// Per-CPU state of one program run, shared with the bpf_loop callbacks.
 #[repr(C)]
@@ -68,6 +70,15 @@ pub struct Scratch {
     pub watched: [[u64; KEYS_PER_ADDR]; MAX_CHAIN],
     pub watched_len: [u32; MAX_CHAIN],
     pub keys: [u64; MAX_SUFFIXES + 1],
+    /// The key walk in progress: over `chain[walk_of].text`, or `name` (`walk_of` = NAME).
+    pub walk: KeyWalk,
+    pub walk_of: u32,
+    pub walk_span: u32,
+    /// The address being recorded (learn_name).
+    pub cur: LearnedKey,
+    pub cur_expires: u64,
+    pub cur_owner: u32,
+    pub _pad: u32,
     pub now: u64,
     pub min_ttl: u64,
     pub max_ttl: u64,
@@ -82,6 +93,9 @@ struct Packet {
     /// Offset of the DNS message from the network header, and its length.
     offset: u32,
     len: u32,
+    /// 1: a TCP segment holding only the start of a message, not read. (Not a bool: a bool's
+    /// niche would make `Option<Packet>` a layout whose BTF the kernel rejects.)
+    partial: u8,
 }
 
 #[cgroup_skb(egress)]
@@ -105,8 +119,12 @@ fn scratch() -> Option<&'static mut Scratch> {
 #[inline(never)]
 fn record_query(ctx: &SkBuffContext) -> Option<()> {
     let pkt = packet(ctx, false)?;
+    if pkt.partial != 0 {
+        return None;
+    }
+    let workload_id = watched(ctx, &pkt)?;
     let s = scratch()?;
-    let workload_id = begin(ctx, s, &pkt)?;
+    load(ctx, s, &pkt)?;
     let h = header(&s.msg, s.len as usize)?;
     if h.is_response() || h.opcode() != 0 || h.qdcount != 1 {
         return None;
@@ -116,9 +134,10 @@ fn record_query(ctx: &SkBuffContext) -> Option<()> {
     let s = scratch()?;
     let n = s.reader.out_len();
     question_fixed(&s.msg, s.len as usize, s.reader.end())?;
+    let qname_key = walk_key(0, n)?;
     let key = query_key(workload_id, &pkt, h.id);
     let value = QueryValue {
-        qname_key: full_key(&s.answer.chain[0].text, n),
+        qname_key,
         // SAFETY: no arguments.
         sent_ns: unsafe { bpf_ktime_get_ns() },
     };
@@ -130,8 +149,13 @@ fn record_query(ctx: &SkBuffContext) -> Option<()> {
 #[inline(never)]
 fn learn_answer(ctx: &SkBuffContext) -> Option<()> {
     let pkt = packet(ctx, true)?;
+    let workload_id = watched(ctx, &pkt)?;
+    if pkt.partial != 0 {
+        bump(stats::TRUNCATED);
+        return None;
+    }
     let s = scratch()?;
-    let workload_id = begin(ctx, s, &pkt)?;
+    load(ctx, s, &pkt)?;
     let h = match response_header(&s.msg, s.len as usize, &mut s.answer) {
         Ok(h) => h,
         Err(e) => {
@@ -154,9 +178,10 @@ fn learn_answer(ctx: &SkBuffContext) -> Option<()> {
         bump(stats::MALFORMED);
         return None;
     }
+    let reader = scratch()?.reader;
+    let qkey = walk_key(0, reader.out_len())?;
     let s = scratch()?;
-    let reader = s.reader;
-    let Ok(pos) = question_done(&s.msg, s.len as usize, &mut s.answer, &reader) else {
+    let Ok(pos) = question_done(&s.msg, s.len as usize, &mut s.answer, &reader, qkey) else {
         bump(stats::MALFORMED);
         return None;
     };
@@ -219,13 +244,18 @@ fn learn_answer(ctx: &SkBuffContext) -> Option<()> {
     Some(())
 }
 
-/// The workload of the packet's socket, with the message loaded into `s.msg`.
+/// The governed workload of the packet's socket, if the packet is from (to) a watched port.
 #[inline(always)]
-fn begin(ctx: &SkBuffContext, s: &mut Scratch, pkt: &Packet) -> Option<u32> {
-    // SAFETY: a one-byte key, copied.
+fn watched(ctx: &SkBuffContext, pkt: &Packet) -> Option<u32> {
+    // SAFETY: a one-byte value, presence only.
     unsafe { DNS_PORTS.get(&pkt.remote_port) }?;
     let slot = CONFIG.get(0)?.active_slot;
-    let workload_id = skb_workload(ctx, slot)?;
+    skb_workload(ctx, slot)
+}
+
+/// Loads the message (its first MSG_LEN bytes) into `s.msg`.
+#[inline(always)]
+fn load(ctx: &SkBuffContext, s: &mut Scratch, pkt: &Packet) -> Option<()> {
     let n = if pkt.len > MSG_LEN as u32 {
         MSG_LEN as u32
     } else {
@@ -240,7 +270,7 @@ fn begin(ctx: &SkBuffContext, s: &mut Scratch, pkt: &Packet) -> Option<u32> {
         return None;
     }
     s.len = pkt.len;
-    Some(workload_id)
+    Some(())
 }
 
 #[inline(always)]
@@ -322,6 +352,7 @@ fn packet(ctx: &SkBuffContext, ingress: bool) -> Option<Packet> {
     let ports: [u8; 4] = ctx.load(l4 as usize).ok()?;
     let sport = u16::from_be_bytes([ports[0], ports[1]]);
     let dport = u16::from_be_bytes([ports[2], ports[3]]);
+    let mut partial = 0;
     let (offset, len) = match proto {
         IPPROTO_UDP => (l4 + 8, total.checked_sub(l4 + 8)?),
         IPPROTO_TCP => {
@@ -329,10 +360,8 @@ fn packet(ctx: &SkBuffContext, ingress: bool) -> Option<Packet> {
             let payload = l4 + u32::from(doff[0] >> 4) * 4;
             let prefix: [u8; 2] = ctx.load(payload as usize).ok()?;
             let len = u32::from(u16::from_be_bytes(prefix));
-            // The whole message must be in this segment.
-            if payload + 2 + len > total {
-                return None;
-            }
+            // Only a whole message in this segment is read (see `partial`).
+            partial = u8::from(payload + 2 + len > total);
             (payload + 2, len)
         }
         _ => return None,
@@ -349,6 +378,7 @@ fn packet(ctx: &SkBuffContext, ingress: bool) -> Option<Packet> {
         remote_port,
         offset,
         len,
+        partial,
     })
 }
 
@@ -357,6 +387,12 @@ fn packet(ctx: &SkBuffContext, ingress: bool) -> Option<Packet> {
 fn decode_name<const QUESTION: bool>() -> Option<()> {
     let s = scratch()?;
     s.name_state = 0;
+    // Decoded text is followed by zeros (cname_target copies the whole buffer).
+    if QUESTION {
+        clear_name(&mut s.answer.chain[0].text);
+    } else {
+        clear_name(&mut s.name);
+    }
     // SAFETY: callback and (null) context are valid for the call.
     unsafe {
         bpf_loop(
@@ -423,8 +459,12 @@ extern "C" fn record_step(i: u64, _ctx: *mut c_void) -> i64 {
         return finish(s, r);
     }
     let owner = s.reader;
+    let Some(owner_key) = walk_key(NAME, owner.out_len()) else {
+        return 1;
+    };
+    let Some(s) = scratch() else { return 1 };
     let len = s.len as usize;
-    match answer_record(&s.msg, len, &h, &mut s.answer, &owner, &s.name) {
+    match answer_record(&s.msg, len, &h, &mut s.answer, &owner, owner_key) {
         Err(_) => {
             s.state = 2;
             1
@@ -452,7 +492,11 @@ fn cname(rr: Rr, index: u8) -> i64 {
         return finish(s, r);
     }
     let target = s.reader;
-    if cname_target(&mut s.answer, &rr, index, &target, &s.name).is_err() {
+    let Some(key) = walk_key(NAME, target.out_len()) else {
+        return 1;
+    };
+    let Some(s) = scratch() else { return 1 };
+    if cname_target(&mut s.answer, &rr, index, &target, &s.name, key).is_err() {
         s.state = 2;
         return 1;
     }
@@ -467,6 +511,47 @@ fn finish(s: &mut Scratch, r: Result<(), dataplane_common::dns::Malformed>) -> i
     1
 }
 
+/// Walks the text of `chain[of]` (or `name`), `text_len` bytes, backwards: the whole name's
+/// key and its suffixes' end up in `walk`. Returns the whole name's key.
+#[inline(always)]
+fn walk_key(of: u32, text_len: usize) -> Option<u64> {
+    let s = scratch()?;
+    s.walk = KeyWalk::new();
+    s.walk_of = of;
+    let text = if of == NAME {
+        &s.name
+    } else {
+        &s.answer.chain[of as usize & CHAIN_MASK].text
+    };
+    let span = key_span(text, text_len);
+    s.walk_span = span as u32;
+    // SAFETY: callback and (null) context are valid for the call.
+    unsafe {
+        bpf_loop(
+            NAME_LEN as u32,
+            key_byte as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    let s = scratch()?;
+    Some(walked_full_key(&s.walk, s.walk_span as usize))
+}
+
+extern "C" fn key_byte(i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(s) = scratch() else { return 1 };
+    let text = if s.walk_of == NAME {
+        &s.name
+    } else {
+        &s.answer.chain[s.walk_of as usize & CHAIN_MASK].text
+    };
+    if key_step(&mut s.walk, text, s.walk_span as usize, i as usize) {
+        0
+    } else {
+        1
+    }
+}
+
 /// The watched keys of chain name `i`.
 extern "C" fn chain_watch(i: u64, _ctx: *mut c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
@@ -474,8 +559,16 @@ extern "C" fn chain_watch(i: u64, _ctx: *mut c_void) -> i64 {
         return 1;
     }
     let c = i as usize & CHAIN_MASK;
-    let name = &s.answer.chain[c];
-    let n = name_keys(&name.text, usize::from(name.len), &mut s.keys);
+    let len = usize::from(s.answer.chain[c].len);
+    if walk_key(c as u32, len).is_none() {
+        return 1;
+    }
+    let Some(s) = scratch() else { return 1 };
+    let n = if s.walk_span == 0 {
+        0
+    } else {
+        s.walk.keys(&mut s.keys)
+    };
     let mut found = 0usize;
     let mut k = 0usize;
     while k < MAX_SUFFIXES + 1 {
@@ -534,45 +627,55 @@ extern "C" fn learn_addr(i: u64, _ctx: *mut c_void) -> i64 {
         _pad: 0,
         addr: a.addr,
     };
-    let entry = match DNS_LEARNED.get_ptr_mut(&key) {
-        Some(e) => e,
-        None => {
-            let fresh = LearnedNames::default();
-            if DNS_LEARNED
-                .insert(&key, &fresh, u64::from(BPF_NOEXIST))
-                .is_err()
-                && DNS_LEARNED.get_ptr_mut(&key).is_none()
-            {
-                bump(stats::TABLE_FULL);
-                return 0;
-            }
-            match DNS_LEARNED.get_ptr_mut(&key) {
-                Some(e) => e,
-                None => return 0,
-            }
-        }
+    if DNS_LEARNED.get_ptr_mut(&key).is_none()
+        && DNS_LEARNED
+            .insert(&key, &LearnedNames::default(), u64::from(BPF_NOEXIST))
+            .is_err()
+        && DNS_LEARNED.get_ptr_mut(&key).is_none()
+    {
+        bump(stats::TABLE_FULL);
+        return 0;
+    }
+    s.cur = key;
+    s.cur_expires = expires;
+    s.cur_owner = owner as u32;
+    // SAFETY: callback and (null) context are valid for the call.
+    unsafe {
+        bpf_loop(
+            (MAX_CHAIN * KEYS_PER_ADDR) as u32,
+            learn_name as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    0
+}
+
+/// Pair `j` = (chain name `j / KEYS_PER_ADDR`, its watched key `j % KEYS_PER_ADDR`) of the
+/// address in `cur`: recorded in its DNS_LEARNED entry.
+extern "C" fn learn_name(j: u64, _ctx: *mut c_void) -> i64 {
+    let Some(s) = scratch() else { return 1 };
+    let c = j as usize / KEYS_PER_ADDR;
+    let k = j as usize % KEYS_PER_ADDR;
+    if c > s.cur_owner as usize {
+        return 1;
+    }
+    if k >= s.watched_len[c & CHAIN_MASK] as usize {
+        return 0;
+    }
+    let Some(entry) = DNS_LEARNED.get_ptr_mut(&s.cur) else {
+        return 1;
     };
     // SAFETY: map value pointer, used within this callback.
     let entry = unsafe { &mut *entry };
-    let mut c = 0usize;
-    while c < MAX_CHAIN {
-        if c > owner {
-            break;
-        }
-        let n = s.watched_len[c & CHAIN_MASK] as usize;
-        let mut k = 0usize;
-        while k < KEYS_PER_ADDR {
-            if k >= n {
-                break;
-            }
-            if entry.learn(s.watched[c & CHAIN_MASK][k & KEYS_MASK], expires, s.now) {
-                bump(stats::LEARNED);
-            } else {
-                bump(stats::KEYS_DROPPED);
-            }
-            k += 1;
-        }
-        c += 1;
+    if entry.learn(
+        s.watched[c & CHAIN_MASK][k & KEYS_MASK],
+        s.cur_expires,
+        s.now,
+    ) {
+        bump(stats::LEARNED);
+    } else {
+        bump(stats::KEYS_DROPPED);
     }
     0
 }

@@ -15,7 +15,7 @@ use std::{
 
 pub const MESHWARD: &str = env!("CARGO_BIN_EXE_meshward");
 const PROBE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/probe.py");
-const PYTHON: &str = "/usr/bin/python3";
+pub const PYTHON: &str = "/usr/bin/python3";
 
 /// Fails (never skips) when the kernel tests cannot run.
 pub fn require_root() {
@@ -396,8 +396,17 @@ impl Dnsmasq {
         Self::start_on(free_port(), records, ttl)
     }
 
+    /// With dnsmasq options of the test's own (`--cname=…`, `--host-record=…`, `--address=…`).
+    pub fn start_with(options: &[String], ttl: u32) -> Self {
+        Self::spawn(free_port(), &[], options, ttl)
+    }
+
     /// On a given port: a replacement server with other answers, at the address clients know.
     pub fn start_on(port: u16, records: &[(&str, &str)], ttl: u32) -> Self {
+        Self::spawn(port, records, &[], ttl)
+    }
+
+    fn spawn(port: u16, records: &[(&str, &str)], options: &[String], ttl: u32) -> Self {
         let mut cmd = Command::new("dnsmasq");
         cmd.args([
             "--no-daemon",
@@ -415,6 +424,7 @@ impl Dnsmasq {
         for (name, ip) in records {
             cmd.arg(format!("--address=/{name}/{ip}"));
         }
+        cmd.args(options);
         let child = cmd
             .spawn()
             .expect("dnsmasq is installed (scripts/bootstrap.sh)");

@@ -2,8 +2,9 @@
 //! user-space composition.
 
 use super::{
-    HEADER_LEN, Header, MAX_ADDRS, MAX_CHAIN, MAX_RECORDS, MSG_LEN, NAME_LEN, NAME_MASK, NameError,
-    NameReader, Rr, byte, classes, full_key, header, question_fixed, rr_header, run_name, types,
+    HEADER_LEN, Header, MAX_ADDRS, MAX_CHAIN, MAX_RECORDS, MSG_LEN, NAME_LEN, NameError,
+    NameReader, Rr, byte, classes, clear_name, copy_name, full_key, header, question_fixed,
+    rr_header, run_name, types,
 };
 
 const CHAIN_MASK: usize = MAX_CHAIN - 1;
@@ -111,6 +112,8 @@ impl Answer {
     /// are stale and meaningless.
     #[inline(always)]
     pub fn reset(&mut self) {
+        // The question is decoded straight into `chain[0].text`.
+        clear_name(&mut self.chain[0].text);
         self.qname_key = 0;
         self.id = 0;
         self.qtype = 0;
@@ -230,7 +233,7 @@ pub fn response_header(
 }
 
 /// Step 2, once `question` (started at [`HEADER_LEN`], writing to `out.chain[0].text`) is
-/// `Done`: reads the question's type and class and starts the chain. Returns where the first
+/// `Done` and `key` is the [`full_key`] of its text: reads the question's type and class and starts the chain. Returns where the first
 /// answer record starts.
 #[inline(always)]
 pub fn question_done(
@@ -238,19 +241,13 @@ pub fn question_done(
     len: usize,
     out: &mut Answer,
     question: &NameReader,
+    key: u64,
 ) -> Result<usize, Malformed> {
     let (qtype, qclass, next) =
         question_fixed(msg, len, question.end()).ok_or(Malformed::Question)?;
     let n = question.out_len();
+    // The text was decoded into a zeroed buffer (see `reset`): zeros after its length.
     let name = &mut out.chain[0];
-    let mut i = 0;
-    while i < NAME_LEN {
-        if i >= n {
-            name.text[i & NAME_MASK] = 0;
-        }
-        i += 1;
-    }
-    let key = full_key(&name.text, n);
     name.len = n as u16;
     name._pad = 0;
     name.key = key;
@@ -352,7 +349,8 @@ fn learn(msg: &[u8; MSG_LEN], out: &mut Answer, rr: &Rr, index: usize) {
     out.addrs_len += 1;
 }
 
-/// Step 3, per answer record, once its `owner` name (text in `owner_text`) is `Done`: reads the
+/// Step 3, per answer record, once its `owner` name is `Done` (`owner_key`: the [`full_key`]
+/// of its text): reads the
 /// record's fixed part and applies the chain rule. A/AAAA records of the chain are learned
 /// here; a CNAME of the chain asks for its target to be decoded.
 #[inline(always)]
@@ -362,7 +360,7 @@ pub fn answer_record(
     h: &Header,
     out: &mut Answer,
     owner: &NameReader,
-    owner_text: &[u8; NAME_LEN],
+    owner_key: u64,
 ) -> Result<RecordStep, Malformed> {
     let pos = owner.end();
     let Some(rr) = rr_header(msg, len, pos) else {
@@ -383,7 +381,7 @@ pub fn answer_record(
         return Err(Malformed::AddressLength);
     }
     let index = if is_in {
-        chain_find(out, full_key(owner_text, owner.out_len()))
+        chain_find(out, owner_key)
     } else {
         None
     };
@@ -407,7 +405,7 @@ pub fn answer_record(
 }
 
 /// Step 3b, once the `target` of the CNAME `rr` owned by `chain[index]` is `Done` (text in
-/// `text`): it must end exactly at the end of the RDATA; it joins the chain unless already
+/// `text`, decoded into a zeroed buffer; `key` its [`full_key`]): it must end exactly at the end of the RDATA; it joins the chain unless already
 /// there (or the chain is full: `ignored`).
 #[inline(always)]
 pub fn cname_target(
@@ -416,12 +414,12 @@ pub fn cname_target(
     index: u8,
     target: &NameReader,
     text: &[u8; NAME_LEN],
+    key: u64,
 ) -> Result<(), Malformed> {
     if target.end() != rr.next {
         return Err(Malformed::CnameLength);
     }
     let n = target.out_len();
-    let key = full_key(text, n);
     if chain_find(out, key).is_some() {
         return Ok(());
     }
@@ -432,11 +430,9 @@ pub fn cname_target(
     }
     let ttl = min(out.chain[usize::from(index) & CHAIN_MASK].ttl, rr.ttl);
     let name = &mut out.chain[slot & CHAIN_MASK];
-    let mut i = 0;
-    while i < NAME_LEN {
-        name.text[i & NAME_MASK] = if i < n { text[i & NAME_MASK] } else { 0 };
-        i += 1;
-    }
+    // One fixed-size copy (a loop here costs the verifier one pass per byte); `text` was
+    // decoded into a zeroed buffer, so the copy has zeros after its length too.
+    copy_name(&mut name.text, text);
     name.len = n as u16;
     name._pad = 0;
     name.key = key;
@@ -473,25 +469,30 @@ fn read_response(
     let h = response_header(msg, len, out)?;
     let mut question = NameReader::new(HEADER_LEN);
     run_name(&mut question, msg, len, &mut out.chain[0].text).map_err(Malformed::QuestionName)?;
-    let mut pos = question_done(msg, len, out, &question)?;
+    let qkey = full_key(&out.chain[0].text, question.out_len());
+    let mut pos = question_done(msg, len, out, &question, qkey)?;
     let mut i = 0;
     while i < MAX_RECORDS {
         if i >= usize::from(h.ancount) {
             return Ok(());
         }
         let mut owner = NameReader::new(pos);
+        clear_name(scratch);
         if let Err(e) = run_name(&mut owner, msg, len, scratch) {
             return owner_failed(&h, out, e);
         }
-        match answer_record(msg, len, &h, out, &owner, scratch)? {
+        let owner_key = full_key(scratch, owner.out_len());
+        match answer_record(msg, len, &h, out, &owner, owner_key)? {
             RecordStep::Next(next) => pos = next,
             RecordStep::Stop => return Ok(()),
             RecordStep::Cname(rr, index) => {
                 let mut target = NameReader::new(rr.rdata);
+                clear_name(scratch);
                 if let Err(e) = run_name(&mut target, msg, len, scratch) {
                     return cname_failed(out, &rr, e);
                 }
-                cname_target(out, &rr, index, &target, scratch)?;
+                let key = full_key(scratch, target.out_len());
+                cname_target(out, &rr, index, &target, scratch, key)?;
                 pos = rr.next;
             }
         }

@@ -302,6 +302,53 @@ fn walk(text: &[u8; NAME_LEN], n: usize) -> KeyWalk {
     w
 }
 
+/// Zeroes a name buffer. Volatile writes: a plain `*buf = [0; NAME_LEN]` may become a
+/// `memset` call, which the BPF target links as a subprogram without BTF (the verifier then
+/// rejects the program).
+#[inline(always)]
+pub fn clear_name(buf: &mut [u8; NAME_LEN]) {
+    let mut i = 0;
+    while i < NAME_LEN {
+        // SAFETY: a byte of `buf`.
+        unsafe { core::ptr::write_volatile(&mut buf[i & NAME_MASK], 0) };
+        i += 1;
+    }
+}
+
+/// Copies a name buffer (volatile, see [`clear_name`]).
+#[inline(always)]
+pub fn copy_name(to: &mut [u8; NAME_LEN], from: &[u8; NAME_LEN]) {
+    let mut i = 0;
+    while i < NAME_LEN {
+        // SAFETY: a byte of `to`.
+        unsafe { core::ptr::write_volatile(&mut to[i & NAME_MASK], from[i & NAME_MASK]) };
+        i += 1;
+    }
+}
+
+/// Step `i` of the backward key walk over the first `span` bytes of `text` (see
+/// [`key_span`]): feeds byte `span - 1 - i`. False once every byte is fed (nothing done). The
+/// kernel runs it from a `bpf_loop` callback; [`walk`] is the same loop in one piece.
+#[inline(always)]
+pub fn key_step(w: &mut KeyWalk, text: &[u8; NAME_LEN], span: usize, i: usize) -> bool {
+    if i >= span || span > NAME_LEN {
+        return false;
+    }
+    w.step(text[(span - 1 - i) & NAME_MASK]);
+    true
+}
+
+/// The full key of a walked name: [`full_key`] when `span` > 0 bytes were fed to `w`.
+#[inline(always)]
+pub fn walked_full_key(w: &KeyWalk, span: usize) -> u64 {
+    if span == 0 {
+        return name_key(b"");
+    }
+    let mut keys = [0u64; MAX_SUFFIXES + 1];
+    w.keys(&mut keys);
+    keys[0]
+}
+
 /// The policy keys of a name's text, as [`crate::sni_policy::lookup_keys`] gives them for a
 /// server name: the whole name, then its `.suffix`es longest first (at most
 /// [`MAX_SUFFIXES`]); ASCII case and a trailing dot do not matter. Returns how many (0 for the

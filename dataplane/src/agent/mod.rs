@@ -58,10 +58,10 @@ pub struct RunArgs {
     /// sk_skb); see docs/posture.md.
     #[arg(long)]
     pub tls_posture: bool,
-    /// Learn the addresses of DNS-name hosts from the DNS answers governed workloads receive,
-    /// in the kernel, before the application reads them (docs/dns.md).
+    /// Do not learn the addresses of DNS-name hosts from the DNS answers governed workloads
+    /// receive (by default the kernel does, before the application reads them; docs/dns.md).
     #[arg(long)]
-    pub dns_learning: bool,
+    pub no_dns_learning: bool,
     /// How often config files are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub watch_interval_ms: u64,
@@ -89,7 +89,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
         &args.pin_path,
         loader::Features {
             tls_posture: args.tls_posture,
-            dns_learning: args.dns_learning,
+            dns_learning: !args.no_dns_learning,
         },
     )?;
     tracing::info!(
