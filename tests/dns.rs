@@ -94,25 +94,47 @@ fn learning_agent(test: &str, config: &std::path::Path, dns: &Dnsmasq, min_ttl: 
     )
 }
 
+/// One test's node: a governed client workload under `rules` (after its resolver rule) and an
+/// agent learning from `dns`; everything is removed on drop.
+struct Case {
+    client: String,
+    agent: Agent,
+    _scratch: Scratch,
+    _cg: CgroupTree,
+}
+
+fn case(test: &str, dns: &Dnsmasq, rules: &[(&str, &str, &str)], min_ttl: &str) -> Case {
+    let cg = CgroupTree::new(test);
+    let client = cg.child("client");
+    let scratch = Scratch::new(test);
+    let config = scratch.write("policy.yaml", &policy(&client, dns, rules));
+    let agent = learning_agent(test, &config, dns, min_ttl);
+    Case {
+        client,
+        agent,
+        _scratch: scratch,
+        _cg: cg,
+    }
+}
+
 #[test]
 fn wildcard_answers_are_learned_before_the_application_connects() {
     let dns = Dnsmasq::start(&[("example.test", "127.0.0.21")], 1);
-    let cg = CgroupTree::new("dns-wild");
-    let client = cg.child("client");
-    let scratch = Scratch::new("dns-wild");
     let (target, _l) = listener("127.0.0.21");
-    let config = scratch.write(
-        "policy.yaml",
-        &policy(&client, &dns, &[("wild", "ALLOW", "\"*.example.test\"")]),
+    let c = case(
+        "dns-wild",
+        &dns,
+        &[("wild", "ALLOW", "\"*.example.test\"")],
+        "1",
     );
-    let agent = learning_agent("dns-wild", &config, &dns, "1");
+    let (client, agent) = (c.client.as_str(), &c.agent);
     assert_eq!(
-        probe(&client, "tcp", target),
+        probe(client, "tcp", target),
         "EPERM",
         "nothing learned yet: the address matches no rule"
     );
     let run = resolve_connect(
-        &client,
+        client,
         dns.addr,
         &["a{i}.b.c.example.test"],
         target.port(),
@@ -141,17 +163,16 @@ fn wildcard_answers_are_learned_before_the_application_connects() {
 #[test]
 fn ten_thousand_resolve_then_connect_with_a_short_ttl_are_never_wrongly_denied() {
     let dns = Dnsmasq::start(&[("example.test", "127.0.0.22")], 1);
-    let cg = CgroupTree::new("dns-10k");
-    let client = cg.child("client");
-    let scratch = Scratch::new("dns-10k");
     let (target, _l) = listener("127.0.0.22");
-    let config = scratch.write(
-        "policy.yaml",
-        &policy(&client, &dns, &[("wild", "ALLOW", "\"*.example.test\"")]),
+    let c = case(
+        "dns-10k",
+        &dns,
+        &[("wild", "ALLOW", "\"*.example.test\"")],
+        "1",
     );
-    let agent = learning_agent("dns-10k", &config, &dns, "1");
+    let (client, agent) = (c.client.as_str(), &c.agent);
     let run = resolve_connect(
-        &client,
+        client,
         dns.addr,
         &["n{i}.example.test"],
         target.port(),
@@ -186,26 +207,21 @@ fn cname_chains_carry_the_rules_of_every_name_on_them() {
         ],
         60,
     );
-    let cg = CgroupTree::new("dns-cname");
-    let client = cg.child("client");
-    let scratch = Scratch::new("dns-cname");
     let (allowed, _a) = listener("127.0.0.31");
     let (denied, _d) = listener("127.0.0.32");
-    let config = scratch.write(
-        "policy.yaml",
-        &policy(
-            &client,
-            &dns,
-            &[
-                ("wild", "ALLOW", "\"*.example.test\""),
-                ("no-denied", "DENY", "\"*.denied.test\""),
-            ],
-        ),
+    let c = case(
+        "dns-cname",
+        &dns,
+        &[
+            ("wild", "ALLOW", "\"*.example.test\""),
+            ("no-denied", "DENY", "\"*.denied.test\""),
+        ],
+        "5",
     );
-    let _agent = learning_agent("dns-cname", &config, &dns, "5");
+    let client = c.client.as_str();
     // alias.other.test (no rule) → target.example.test (allowed): allowed.
     let run = resolve_connect(
-        &client,
+        client,
         dns.addr,
         &["alias.other.test"],
         allowed.port(),
@@ -215,7 +231,7 @@ fn cname_chains_carry_the_rules_of_every_name_on_them() {
     assert_eq!((run.answers, run.allowed, run.denied), (1, 1, 0), "{run:?}");
     // www.example.test (allowed) → bad.denied.test (denied): DENY wins.
     let run = resolve_connect(
-        &client,
+        client,
         dns.addr,
         &["www.example.test"],
         denied.port(),
@@ -228,18 +244,17 @@ fn cname_chains_carry_the_rules_of_every_name_on_them() {
 #[test]
 fn aaaa_answers_and_ipv6_connects() {
     let dns = Dnsmasq::start_with(&["--host-record=v6.example.test,::1".into()], 60);
-    let cg = CgroupTree::new("dns-v6");
-    let client = cg.child("client");
-    let scratch = Scratch::new("dns-v6");
     let (target, _l) = listener("::1");
-    let config = scratch.write(
-        "policy.yaml",
-        &policy(&client, &dns, &[("wild", "ALLOW", "\"*.example.test\"")]),
+    let c = case(
+        "dns-v6",
+        &dns,
+        &[("wild", "ALLOW", "\"*.example.test\"")],
+        "5",
     );
-    let _agent = learning_agent("dns-v6", &config, &dns, "5");
-    assert_eq!(probe(&client, "tcp", target), "EPERM", "not learned yet");
+    let client = c.client.as_str();
+    assert_eq!(probe(client, "tcp", target), "EPERM", "not learned yet");
     let run = resolve_connect(
-        &client,
+        client,
         dns.addr,
         &["v6.example.test"],
         target.port(),
@@ -256,18 +271,17 @@ fn aaaa_answers_and_ipv6_connects() {
 #[test]
 fn answers_over_tcp_are_learned() {
     let dns = Dnsmasq::start(&[("example.test", "127.0.0.23")], 60);
-    let cg = CgroupTree::new("dns-tcp");
-    let client = cg.child("client");
-    let scratch = Scratch::new("dns-tcp");
     let (target, _l) = listener("127.0.0.23");
-    let config = scratch.write(
-        "policy.yaml",
-        &policy(&client, &dns, &[("wild", "ALLOW", "\"*.example.test\"")]),
+    let c = case(
+        "dns-tcp",
+        &dns,
+        &[("wild", "ALLOW", "\"*.example.test\"")],
+        "5",
     );
-    let _agent = learning_agent("dns-tcp", &config, &dns, "5");
-    assert_eq!(probe(&client, "tcp", target), "EPERM", "not learned yet");
+    let client = c.client.as_str();
+    assert_eq!(probe(client, "tcp", target), "EPERM", "not learned yet");
     let run = resolve_connect(
-        &client,
+        client,
         dns.addr,
         &["t{i}.example.test"],
         target.port(),
@@ -284,28 +298,20 @@ fn answers_over_tcp_are_learned() {
 #[test]
 fn learned_addresses_expire_with_their_ttl() {
     let dns = Dnsmasq::start(&[("example.test", "127.0.0.24")], 1);
-    let cg = CgroupTree::new("dns-ttl");
-    let client = cg.child("client");
-    let scratch = Scratch::new("dns-ttl");
     let (target, _l) = listener("127.0.0.24");
-    let config = scratch.write(
-        "policy.yaml",
-        &policy(&client, &dns, &[("wild", "ALLOW", "\"*.example.test\"")]),
+    let c = case(
+        "dns-ttl",
+        &dns,
+        &[("wild", "ALLOW", "\"*.example.test\"")],
+        "1",
     );
-    let agent = learning_agent("dns-ttl", &config, &dns, "1");
-    let run = resolve_connect(
-        &client,
-        dns.addr,
-        &["e.example.test"],
-        target.port(),
-        1,
-        &[],
-    );
+    let (client, agent) = (c.client.as_str(), &c.agent);
+    let run = resolve_connect(client, dns.addr, &["e.example.test"], target.port(), 1, &[]);
     assert_eq!((run.allowed, run.denied), (1, 0), "{run:?}");
-    assert_eq!(probe(&client, "tcp", target), "ok", "still live");
+    assert_eq!(probe(client, "tcp", target), "ok", "still live");
     std::thread::sleep(std::time::Duration::from_millis(2500));
     assert_eq!(
-        probe(&client, "tcp", target),
+        probe(client, "tcp", target),
         "EPERM",
         "expired: a new connect needs a new answer"
     );
@@ -316,14 +322,7 @@ fn learned_addresses_expire_with_their_ttl() {
             .is_some_and(|l| l.iter().any(|e| e["address"] == "127.0.0.24")),
         "expired entries are not shown: {learned}"
     );
-    let run = resolve_connect(
-        &client,
-        dns.addr,
-        &["e.example.test"],
-        target.port(),
-        1,
-        &[],
-    );
+    let run = resolve_connect(client, dns.addr, &["e.example.test"], target.port(), 1, &[]);
     assert_eq!((run.allowed, run.denied), (1, 0), "learned again: {run:?}");
 }
 
@@ -336,24 +335,19 @@ fn an_address_shared_with_a_denied_name_is_denied_while_that_answer_lives() {
         ],
         60,
     );
-    let cg = CgroupTree::new("dns-shared");
-    let client = cg.child("client");
-    let scratch = Scratch::new("dns-shared");
     let (target, _l) = listener("127.0.0.25");
-    let config = scratch.write(
-        "policy.yaml",
-        &policy(
-            &client,
-            &dns,
-            &[
-                ("wild", "ALLOW", "\"*.example.test\""),
-                ("no-denied", "DENY", "\"*.denied.test\""),
-            ],
-        ),
+    let c = case(
+        "dns-shared",
+        &dns,
+        &[
+            ("wild", "ALLOW", "\"*.example.test\""),
+            ("no-denied", "DENY", "\"*.denied.test\""),
+        ],
+        "5",
     );
-    let _agent = learning_agent("dns-shared", &config, &dns, "5");
+    let client = c.client.as_str();
     let run = resolve_connect(
-        &client,
+        client,
         dns.addr,
         &["cdn.example.test"],
         target.port(),
@@ -361,10 +355,10 @@ fn an_address_shared_with_a_denied_name_is_denied_while_that_answer_lives() {
         &[],
     );
     assert_eq!((run.allowed, run.denied), (1, 0), "{run:?}");
-    let run = resolve_connect(&client, dns.addr, &["x.denied.test"], target.port(), 1, &[]);
+    let run = resolve_connect(client, dns.addr, &["x.denied.test"], target.port(), 1, &[]);
     assert_eq!((run.allowed, run.denied), (0, 1), "{run:?}");
     assert_eq!(
-        probe(&client, "tcp", target),
+        probe(client, "tcp", target),
         "EPERM",
         "DENY first, as in Istio"
     );

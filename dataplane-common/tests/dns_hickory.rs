@@ -5,6 +5,8 @@
 //! hickory's own decoding of the bytes, by the chain rule written here with strings (no keys,
 //! no code of the parser).
 
+mod rng;
+use rng::Rng;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dataplane_common::dns::{
@@ -21,36 +23,14 @@ use hickory_proto::serialize::binary::{
 const SEED: u64 = 0x6d65_7368_7761_7264;
 const MESSAGES: usize = 4000;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + self.below(hi - lo + 1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-    fn ttl(&mut self) -> u32 {
-        match self.below(10) {
-            0 => 0,
-            1 => self.next() as u32 | 0x8000_0000,
-            2 => 0x7fff_ffff,
-            3..=5 => self.below(600) as u32,
-            _ => self.next() as u32 >> self.below(32),
-        }
+/// TTLs with the edge cases: 0, the top bit set (reads as 0), the largest, small, any.
+fn ttl(rng: &mut Rng) -> u32 {
+    match rng.below(10) {
+        0 => 0,
+        1 => rng.next() as u32 | 0x8000_0000,
+        2 => 0x7fff_ffff,
+        3..=5 => rng.below(600) as u32,
+        _ => rng.next() as u32 >> rng.below(32),
     }
 }
 
@@ -184,7 +164,7 @@ fn response(rng: &mut Rng) -> (Message, bool) {
     let mut edges = vec![];
     for w in chain.windows(2) {
         let (from, to) = (recase(rng, &w[0]), recase(rng, &w[1]));
-        let t = rng.ttl();
+        let t = ttl(rng);
         edges.push(rec(&from, t, RData::CNAME(CNAME(hname(&to)))));
     }
 
@@ -201,13 +181,13 @@ fn response(rng: &mut Rng) -> (Message, bool) {
             rng.pick(&chain).clone()
         };
         let owner = recase(rng, &owner);
-        let (t, d) = (rng.ttl(), addr(rng));
+        let (t, d) = (ttl(rng), addr(rng));
         others.push((true, rec(&owner, t, d)));
     }
     for _ in 0..rng.range(0, 4) {
         let c = rng.pick(&chain).clone();
         let b = rng.pick(&bases).clone();
-        let t = rng.ttl();
+        let t = ttl(rng);
         let r = match rng.below(8) {
             0 => {
                 let d = addr(rng);
@@ -260,7 +240,7 @@ fn response(rng: &mut Rng) -> (Message, bool) {
             let s: String = (0..rng.range(150, 255))
                 .map(|_| *rng.pick(LABEL_CHARS) as char)
                 .collect();
-            let t = rng.ttl();
+            let t = ttl(rng);
             others.push((false, rec(&c, t, RData::TXT(TXT::new(vec![s])))));
         }
     }
@@ -268,7 +248,7 @@ fn response(rng: &mut Rng) -> (Message, bool) {
         // Many: past MAX_RECORDS.
         for _ in 0..rng.range(MAX_RECORDS, MAX_RECORDS + 10) {
             let c = rng.pick(&chain).clone();
-            let (t, d) = (rng.ttl(), addr(rng));
+            let (t, d) = (ttl(rng), addr(rng));
             others.push((true, rec(&c, t, d)));
         }
     }
@@ -301,16 +281,16 @@ fn response(rng: &mut Rng) -> (Message, bool) {
     }
     if rng.chance(30) {
         let b = rng.pick(&bases).clone();
-        let t = rng.ttl();
+        let t = ttl(rng);
         m.add_authority(rec(&b, t, RData::NS(NS(hname(&b)))));
         let c = rng.pick(&chain).clone();
-        let (t, d) = (rng.ttl(), addr(rng));
+        let (t, d) = (ttl(rng), addr(rng));
         m.add_authority(rec(&c, t, d));
     }
     if rng.chance(30) {
         for _ in 0..rng.range(1, 3) {
             let c = rng.pick(&chain).clone();
-            let (t, d) = (rng.ttl(), addr(rng));
+            let (t, d) = (ttl(rng), addr(rng));
             m.add_additional(rec(&c, t, d));
         }
     }

@@ -3,6 +3,7 @@
 //! reference decoder, within `MAX_NAME_STEPS` steps; `parse_response` = the kernel's sequence
 //! of steps driven by hand; and the invariants of every reading.
 
+mod rng;
 use dataplane_common::dns::{
     Answer, HEADER_LEN, MAX_ADDRS, MAX_CHAIN, MAX_NAME_STEPS, MAX_RECORDS, MAX_TEXT, MSG_LEN,
     Malformed, NAME_LEN, NameError, NameReader, NameStep, RecordStep, answer_record, cname_failed,
@@ -10,26 +11,9 @@ use dataplane_common::dns::{
     read_name, records_done, response_header,
 };
 use dataplane_common::sni_policy::name_key;
+use rng::Rng;
 
 const SEED: u64 = 0x5eed_d115_0000_0001;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
 
 /// Bytes that look like names: label lengths, letters, pointers to earlier positions, dots,
 /// zeros, label types.

@@ -122,7 +122,7 @@ fn record_query(ctx: &SkBuffContext) -> Option<()> {
     if pkt.partial != 0 {
         return None;
     }
-    let workload_id = watched(ctx, &pkt)?;
+    let workload_id = watched(ctx)?;
     let s = scratch()?;
     load(ctx, s, &pkt)?;
     let h = header(&s.msg, s.len as usize)?;
@@ -149,7 +149,7 @@ fn record_query(ctx: &SkBuffContext) -> Option<()> {
 #[inline(never)]
 fn learn_answer(ctx: &SkBuffContext) -> Option<()> {
     let pkt = packet(ctx, true)?;
-    let workload_id = watched(ctx, &pkt)?;
+    let workload_id = watched(ctx)?;
     if pkt.partial != 0 {
         bump(stats::TRUNCATED);
         return None;
@@ -244,11 +244,9 @@ fn learn_answer(ctx: &SkBuffContext) -> Option<()> {
     Some(())
 }
 
-/// The governed workload of the packet's socket, if the packet is from (to) a watched port.
+/// The governed workload of the packet's socket (`packet` has checked the port).
 #[inline(always)]
-fn watched(ctx: &SkBuffContext, pkt: &Packet) -> Option<u32> {
-    // SAFETY: a one-byte value, presence only.
-    unsafe { DNS_PORTS.get(&pkt.remote_port) }?;
+fn watched(ctx: &SkBuffContext) -> Option<u32> {
     let slot = CONFIG.get(0)?.active_slot;
     skb_workload(ctx, slot)
 }
@@ -321,8 +319,8 @@ fn workload_of(cgroup_id: u64, slot: u32) -> Option<u32> {
     unsafe { WORKLOADS.get(&key) }.map(|w| w.workload_id)
 }
 
-/// A UDP datagram, or a TCP segment holding one whole length-prefixed message, to
-/// (`ingress` false) or from (`ingress` true) a remote port; None for anything else.
+/// A UDP datagram, or a TCP segment holding a length-prefixed message, to (`ingress` false)
+/// or from (`ingress` true) a watched resolver port; None for anything else.
 #[inline(never)]
 fn packet(ctx: &SkBuffContext, ingress: bool) -> Option<Packet> {
     let skb = ctx.as_ptr() as *const __sk_buff;
@@ -349,9 +347,16 @@ fn packet(ctx: &SkBuffContext, ingress: bool) -> Option<Packet> {
         }
         _ => return None,
     };
+    if proto != IPPROTO_UDP && proto != IPPROTO_TCP {
+        return None;
+    }
     let ports: [u8; 4] = ctx.load(l4 as usize).ok()?;
     let sport = u16::from_be_bytes([ports[0], ports[1]]);
     let dport = u16::from_be_bytes([ports[2], ports[3]]);
+    // Most packets are not DNS: one lookup of the resolver-side port, before anything else.
+    let remote_port = if ingress { sport } else { dport };
+    // SAFETY: a one-byte value, presence only.
+    unsafe { DNS_PORTS.get(&remote_port) }?;
     let mut partial = 0;
     let (offset, len) = match proto {
         IPPROTO_UDP => (l4 + 8, total.checked_sub(l4 + 8)?),
@@ -428,21 +433,6 @@ extern "C" fn name_step<const QUESTION: bool>(_i: u64, _ctx: *mut c_void) -> i64
     }
 }
 
-#[inline(always)]
-fn name_error(code: u32) -> NameError {
-    match code {
-        1 => NameError::End,
-        2 => NameError::Cut,
-        3 => NameError::ExtendedLabel,
-        4 => NameError::ReservedLabel,
-        5 => NameError::DotInLabel,
-        6 => NameError::TooLong,
-        7 => NameError::Pointer,
-        8 => NameError::PointerPastEnd,
-        _ => NameError::Steps,
-    }
-}
-
 /// One answer record; 1 stops the loop (`state` says why).
 extern "C" fn record_step(i: u64, _ctx: *mut c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
@@ -455,7 +445,7 @@ extern "C" fn record_step(i: u64, _ctx: *mut c_void) -> i64 {
     let Some(s) = scratch() else { return 1 };
     let h = s.header;
     if decoded.is_none() {
-        let r = owner_failed(&h, &mut s.answer, name_error(s.name_error));
+        let r = owner_failed(&h, &mut s.answer, NameError::from_code(s.name_error as u8));
         return finish(s, r);
     }
     let owner = s.reader;
@@ -488,7 +478,7 @@ fn cname(rr: Rr, index: u8) -> i64 {
     let decoded = decode_name::<false>();
     let Some(s) = scratch() else { return 1 };
     if decoded.is_none() {
-        let r = cname_failed(&mut s.answer, &rr, name_error(s.name_error));
+        let r = cname_failed(&mut s.answer, &rr, NameError::from_code(s.name_error as u8));
         return finish(s, r);
     }
     let target = s.reader;

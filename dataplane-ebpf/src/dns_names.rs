@@ -6,10 +6,9 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use dataplane_common::{
     RuleMatch,
     dns_learning::{KEYS_PER_ADDR, LearnedKey},
-    sni_policy::SniRuleKey,
 };
 
-use crate::{dns_maps::DNS_LEARNED, maps::SNI_RULES};
+use crate::{dns_maps::DNS_LEARNED, name_rules};
 
 /// Fills the actions `m` has no rule for from the name rules of each live learned name, exact
 /// port first, names in slot order.
@@ -33,32 +32,13 @@ pub fn merge(
     };
     // SAFETY: no arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    for p in [port, 0] {
-        for i in 0..KEYS_PER_ADDR {
-            let name = learned.keys[i];
-            if name == 0 || learned.expires_ns[i] <= now {
-                continue;
-            }
-            let k = SniRuleKey {
-                subject_id,
-                port: p,
-                slot: slot as u8,
-                _pad: 0,
-                name,
-            };
-            // SAFETY: copied out at once.
-            if let Some(r) = unsafe { SNI_RULES.get(&k) } {
-                fill(&mut m.deny, r.deny);
-                fill(&mut m.allow, r.allow);
-                fill(&mut m.audit, r.audit);
-            }
+    let mut live = [0u64; KEYS_PER_ADDR];
+    let mut n = 0;
+    for i in 0..KEYS_PER_ADDR {
+        if learned.keys[i] != 0 && learned.expires_ns[i] > now {
+            live[n & (KEYS_PER_ADDR - 1)] = learned.keys[i];
+            n += 1;
         }
     }
-}
-
-#[inline(always)]
-fn fill(into: &mut u32, from: u32) {
-    if *into == 0 {
-        *into = from;
-    }
+    name_rules::fill(m, &live, n, subject_id, slot, port);
 }

@@ -12,6 +12,7 @@ mod identity;
 mod inbound;
 mod inbound_table;
 mod maps;
+mod name_rules;
 mod posture_conn;
 mod posture_ingress;
 mod posture_maps;

@@ -11,15 +11,14 @@ use dataplane_common::{
     RuleMatch, directions, hooks, identities,
     posture::{ConnKey, SNI_LEN, stats},
     rule_ids,
-    sni_policy::{
-        KeyWalk, MAX_SUFFIXES, NameSpan, OVERLONG_NAME_KEY, SniRequiredKey, SniRuleKey, name_span,
-    },
+    sni_policy::{KeyWalk, MAX_SUFFIXES, NameSpan, OVERLONG_NAME_KEY, SniRequiredKey, name_span},
     verdicts,
 };
 
 use crate::{
     events::{EventFields, emit},
-    maps::{CONFIG, SNI_REQUIRED, SNI_RULES},
+    maps::{CONFIG, SNI_REQUIRED},
+    name_rules,
     posture_conn::ConnTls,
     posture_maps::{CONNS, bump},
     verdict::count,
@@ -37,7 +36,8 @@ pub fn allows(key: &ConnKey, conn: &mut ConnTls) -> bool {
     let port = key.remote_port;
     let mut keys = [0u64; MAX_SUFFIXES + 1];
     let n = name_keys(key, conn, &mut keys);
-    let m = name_rules(&keys, n, subject, slot, port);
+    let mut m = RuleMatch::default();
+    name_rules::fill(&mut m, &keys, n, subject, slot, port);
     let rule_id = if m.deny != 0 {
         m.deny
     } else if m.allow == 0 && admitted_by_name_only(subject, slot, port, key.remote) {
@@ -114,51 +114,6 @@ extern "C" fn walk_one(index: u64, ctx: *mut c_void) -> i64 {
     let byte = unsafe { (*conn).parse.sni.bytes[i] };
     lp.walk.step(byte);
     0
-}
-
-/// The name rules matching the server name's keys: destination port before any port, then the
-/// whole name before its suffixes, longest first; the first rule found fills each action's slot.
-#[inline(always)]
-fn name_rules(
-    keys: &[u64; MAX_SUFFIXES + 1],
-    n: usize,
-    subject_id: u32,
-    slot: u32,
-    port: u16,
-) -> RuleMatch {
-    let mut m = RuleMatch::default();
-    for p in [port, 0] {
-        for (i, &name) in keys.iter().enumerate() {
-            if i >= n {
-                break;
-            }
-            let k = SniRuleKey {
-                subject_id,
-                port: p,
-                slot: slot as u8,
-                _pad: 0,
-                name,
-            };
-            // SAFETY: the value is copied out at once.
-            if let Some(r) = unsafe { SNI_RULES.get(&k) } {
-                fill(&mut m, r);
-            }
-        }
-    }
-    m
-}
-
-#[inline(always)]
-fn fill(into: &mut RuleMatch, from: &RuleMatch) {
-    if into.deny == 0 {
-        into.deny = from.deny;
-    }
-    if into.allow == 0 {
-        into.allow = from.allow;
-    }
-    if into.audit == 0 {
-        into.audit = from.audit;
-    }
 }
 
 /// True if connections from `subject` to `addr`:`port` were allowed at connect only by DNS-name

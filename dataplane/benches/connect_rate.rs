@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{Agent, CgroupTree, NetPair, Scratch, in_cgroup, in_netns};
+use support::{Agent, CgroupTree, NetPair, Scratch, in_cgroup, in_netns, program_stats};
 
 const CLIENT_ENV: &str = "MESHWARD_BENCH_CLIENT";
 const SERVER_ENV: &str = "MESHWARD_BENCH_SERVER";
@@ -239,16 +239,6 @@ fn inbound_config(
 /// Distinct addresses that no benchmark traffic uses (they only fill the tables).
 fn filler_ip(i: usize) -> String {
     format!("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255)
-}
-
-/// Summed (run_time_ns, run_cnt) of every loaded program with this name.
-fn program_stats(name: &str) -> (u64, u64) {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| p.name_as_str() == Some(name))
-        .fold((0, 0), |(t, c), p| {
-            (t + p.run_time().as_nanos() as u64, c + p.run_count())
-        })
 }
 
 /// Runs the client where the experiment places it for `ms` and returns connects per second.

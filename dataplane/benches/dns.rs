@@ -17,7 +17,9 @@ use std::{
     process::{Command, Stdio},
 };
 
-use support::{Agent, CgroupTree, PYTHON, Scratch, egress, free_port, in_cgroup, workload};
+use support::{
+    Agent, CgroupTree, PYTHON, Scratch, egress, free_port, in_cgroup, program_stats, workload,
+};
 
 const DNS_TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/dns_tool.py");
 const CONNECT_PORT: u16 = 9;
@@ -150,16 +152,6 @@ fn resolve_connect(rel: &str, port: u16, pattern: &str, names: usize) -> u64 {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dns_tool prints JSON");
     assert_eq!(v["answers"].as_u64(), Some(names as u64), "{v}");
     v["denied"].as_u64().unwrap_or(u64::MAX)
-}
-
-/// Summed (run_time_ns, run_cnt) of every loaded program with this name.
-fn program_stats(name: &str) -> (u64, u64) {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| p.name_as_str() == Some(name))
-        .fold((0, 0), |(t, c), p| {
-            (t + p.run_time().as_nanos() as u64, c + p.run_count())
-        })
 }
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {

@@ -687,3 +687,14 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// Summed (run_time_ns, run_cnt) of every loaded program with this name (bpf_stats must be on):
+/// the benchmarks' measure of a program's own cost.
+pub fn program_stats(name: &str) -> (u64, u64) {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| p.name_as_str() == Some(name))
+        .fold((0, 0), |(t, c), p| {
+            (t + p.run_time().as_nanos() as u64, c + p.run_count())
+        })
+}

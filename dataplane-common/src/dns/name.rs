@@ -32,8 +32,10 @@ pub enum NameError {
 }
 
 impl NameError {
+    /// The error whose `as u8` is `code` (`Steps` for any other value): for state that keeps
+    /// the error as a number (the kernel's per-CPU scratch).
     #[inline(always)]
-    const fn from_code(code: u8) -> NameError {
+    pub const fn from_code(code: u8) -> NameError {
         match code {
             1 => NameError::End,
             2 => NameError::Cut,
