@@ -162,18 +162,23 @@ struct Node {
 
 impl Node {
     fn new(test: &str) -> Self {
+        Self::with_policies(test, &[])
+    }
+
+    /// With extra policy documents (e.g. a name rule, which puts the client's sockets into the
+    /// sockhash so that sk_msg reads what they send; without one, cgroup_skb egress does).
+    fn with_policies(test: &str, policies: &[String]) -> Self {
         let cg = CgroupTree::new(test);
         let client = cg.child("client");
         let server = cg.child("server");
         let scratch = Scratch::new(test);
         let pki = Pki::new(&scratch);
-        let path = config(
-            &scratch,
-            &[
-                workload("tls", "client", "client", &client),
-                workload("tls", "server", "server", &server),
-            ],
-        );
+        let mut docs = vec![
+            workload("tls", "client", "client", &client),
+            workload("tls", "server", "server", &server),
+        ];
+        docs.extend(policies.iter().cloned());
+        let path = config(&scratch, &docs);
         let agent = Agent::start(test, &path, &["--tls-posture"]);
         Self {
             _cg: cg,
@@ -388,7 +393,20 @@ fn governed_server_and_plaintext_streams() {
 
 #[test]
 fn long_tls_transfer_through_the_posture_programs_loses_and_reorders_nothing() {
-    let node = Node::new("posture-bulk");
+    // What the client sends is read by cgroup_skb egress here, by sk_msg on the sockhash when
+    // the client has a name rule.
+    long_tls_transfer(&Node::new("posture-bulk"));
+    let name_rule = egress(
+        "tls",
+        "names",
+        Some("client"),
+        "DENY",
+        "  - to:\n    - hosts: [never.invalid]\n",
+    );
+    long_tls_transfer(&Node::with_policies("posture-bulk-msg", &[name_rule]));
+}
+
+fn long_tls_transfer(node: &Node) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/tls_echo.py");
     let port = free_port();
     let mut server = Command::new("/usr/bin/python3")

@@ -18,6 +18,7 @@ pub mod map_names {
     /// Kernel-private program arrays of the stream programs' stages (not pinned).
     pub const MSG_STAGES: &str = "MW_TLS_MSG_STAGES";
     pub const INGRESS_STAGES: &str = "MW_TLS_INGRESS_STAGES";
+    pub const EGRESS_STAGES: &str = "MW_TLS_EGRESS_STAGES";
 }
 
 pub mod program_names {
@@ -29,6 +30,11 @@ pub mod program_names {
     pub const INGRESS_HELLO: &str = "mw_tls_ingress_hello";
     pub const MSG_OFFER: &str = "mw_tls_msg_offer";
     pub const INGRESS_OFFER: &str = "mw_tls_ingress_offer";
+    /// cgroup_skb egress on governed cgroups: what a governed socket outside the sockhash sends.
+    pub const EGRESS: &str = "mw_tls_egress";
+    pub const EGRESS_HELLO: &str = "mw_tls_egress_hello";
+    pub const EGRESS_SNI: &str = "mw_tls_egress_sni";
+    pub const EGRESS_OFFER: &str = "mw_tls_egress_offer";
     pub const POST_BIND4: &str = "mw_post_bind4";
     pub const POST_BIND6: &str = "mw_post_bind6";
 }
@@ -75,6 +81,11 @@ pub struct Owner {
     /// The process's executable (device, inode as the kernel numbers them); 0 = unknown.
     pub exe_dev: u64,
     pub exe_ino: u64,
+    /// The subject's [`crate::workload_flags`] at connect/listen: with `HAS_NAME_RULES` its
+    /// sockets go into the sockhash, whose sk_msg programs enforce SNI verdicts; the others are
+    /// read by cgroup_skb on both sides and never take the psock path.
+    pub flags: u32,
+    pub _pad: u32,
 }
 
 /// `LISTENERS` key.
@@ -234,7 +245,7 @@ mod tests {
         assert_eq!(size_of::<ConnKey>(), 40);
         assert_eq!(size_of::<ListenerKey>(), 16);
         assert_eq!(size_of::<PostureKey>(), 72);
-        assert_eq!(size_of::<Owner>(), 24);
+        assert_eq!(size_of::<Owner>(), 32);
         assert_eq!(size_of::<PostureValue>(), 24);
     }
 

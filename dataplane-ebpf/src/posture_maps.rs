@@ -56,6 +56,13 @@ pub static INGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
 
 /// Kernel-private, per CPU: the connection the ingress feed stage is reading, for the stages it
 /// tail-calls in the same run.
+#[map(name = "MW_TLS_EGRESS_STAGES")]
+pub static EGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
+
+/// Kernel-private: the connection the cgroup_skb egress feed stage of this run is reading.
+#[map(name = "MW_TLS_CURRENT_OUT")]
+pub static CURRENT_EGRESS: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "MW_TLS_CURRENT")]
 pub static CURRENT: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
 

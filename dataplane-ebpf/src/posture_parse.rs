@@ -32,6 +32,12 @@ pub struct ParseState {
     pub offer: tls::Offer,
     /// Sequence number of the next byte the socket will receive (set at established).
     pub ingress_seq: u32,
+    /// ... and of the next byte it will send (read by cgroup_skb egress).
+    pub egress_seq: u32,
+    /// 1: the socket is in the sockhash and sk_msg reads what it sends (cgroup_skb egress
+    /// leaves it alone).
+    pub egress_by_msg: u8,
+    pub _pad2: [u8; 3],
     pub cursor: u32,
     /// Events of the last feed stage, for the hello stage.
     pub pending: u32,

@@ -101,6 +101,8 @@ fn owner_now() -> Option<Owner> {
         subject_id: subject.workload_id,
         exe_dev,
         exe_ino,
+        flags: subject.flags,
+        _pad: 0,
     })
 }
 
@@ -123,19 +125,28 @@ fn track(ctx: &SockOpsContext, owner: Owner, role: u8) {
     let conn = unsafe { &mut *zero };
     conn.owner = owner;
     conn.role = role;
-    // SAFETY: context field read at a constant offset.
+    // SAFETY: context fields read at constant offsets.
     conn.parse.ingress_seq = unsafe { read_volatile(&(*ctx.ops).rcv_nxt) };
-    if CONNS.insert(&key, conn, 0).is_err() {
-        bump(stats::CONNS_FULL);
-        return;
-    }
+    conn.parse.egress_seq = unsafe { read_volatile(&(*ctx.ops).snd_nxt) };
+    // Only sockets whose ClientHello an SNI verdict may cut go into the sockhash (sk_msg can
+    // refuse a send); a socket in it pays the psock path for its whole life. The others are
+    // read by cgroup_skb on both sides.
+    let by_msg = owner.flags & workload_flags::HAS_NAME_RULES != 0;
+    conn.parse.egress_by_msg = u8::from(by_msg);
+    let inserted = CONNS.insert(&key, conn, 0);
     // Restore the template for the next connection.
     conn.owner = Owner::default();
     conn.role = 0;
     conn.parse.ingress_seq = 0;
+    conn.parse.egress_seq = 0;
+    conn.parse.egress_by_msg = 0;
+    if inserted.is_err() {
+        bump(stats::CONNS_FULL);
+        return;
+    }
     let mut k = key;
     // SAFETY: ctx.ops is the kernel's bpf_sock_ops.
-    if SOCKS.update(&mut k, unsafe { &mut *ctx.ops }, 0).is_err() {
+    if by_msg && SOCKS.update(&mut k, unsafe { &mut *ctx.ops }, 0).is_err() {
         bump(stats::SOCKHASH_FULL);
         let _ = CONNS.remove(&key);
         return;

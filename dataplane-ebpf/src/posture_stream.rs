@@ -1,5 +1,5 @@
-//! The sk_msg programs on the sockhash: what a governed socket sends (posture_ingress reads what
-//! it receives). Each runs the parser's feed stage and chains to the hello, SNI and offer stages
+//! The sk_msg programs on the sockhash: what a governed socket of a workload with name rules
+//! sends (SNI verdicts may cut it; posture_skb reads everything else). Each runs the parser's feed stage and chains to the hello, SNI and offer stages
 //! or back to the feed stage by tail calls (see posture_parse). They never hold data, drop it
 //! only for a connection an SNI verdict cut, and are no-ops for connections whose handshake was
 //! read.

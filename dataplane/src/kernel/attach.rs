@@ -99,6 +99,13 @@ impl Attachments {
                 dataplane_common::posture::program_names::INGRESS,
                 CgroupSkbAttachType::Ingress,
             )?);
+            links.push(attach_skb(
+                kernel,
+                cgroup_id,
+                path,
+                dataplane_common::posture::program_names::EGRESS,
+                CgroupSkbAttachType::Egress,
+            )?);
         }
         tracing::info!(cgroup = %path.display(), cgroup_id, "governing cgroup");
         self.held.insert(target, links);

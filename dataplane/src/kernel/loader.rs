@@ -216,29 +216,33 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
             .set(index, prog.fd()?, 0)
             .with_context(|| format!("stage {name}"))?;
     }
-    // The receiving side: cgroup_skb ingress (attached per governed cgroup, with sock_ops).
-    let mut ingress_stages: ProgramArray<MapData> = ebpf
-        .take_map(posture_maps::INGRESS_STAGES)
-        .context("map MW_TLS_INGRESS_STAGES missing from the object")?
-        .try_into()?;
-    for (index, name) in [
-        (stages::FEED, posture_programs::INGRESS),
-        (stages::HELLO, posture_programs::INGRESS_HELLO),
-        (stages::OFFER, posture_programs::INGRESS_OFFER),
-    ] {
-        let prog: &mut CgroupSkb = ebpf
-            .program_mut(name)
-            .with_context(|| format!("program {name}"))?
-            .try_into()?;
-        prog.load()
-            .with_context(|| format!("verifier rejected {name}"))?;
-        ingress_stages
-            .set(index, prog.fd()?, 0)
-            .with_context(|| format!("stage {name}"))?;
-    }
+    // cgroup_skb, attached per governed cgroup with sock_ops: what every governed socket
+    // receives, and what one outside the sockhash sends.
+    let ingress_stages = load_skb_stages(
+        ebpf,
+        posture_maps::INGRESS_STAGES,
+        [
+            (stages::FEED, posture_programs::INGRESS),
+            (stages::HELLO, posture_programs::INGRESS_HELLO),
+            (stages::OFFER, posture_programs::INGRESS_OFFER),
+        ]
+        .as_slice(),
+    )?;
+    let egress_stages = load_skb_stages(
+        ebpf,
+        posture_maps::EGRESS_STAGES,
+        [
+            (stages::FEED, posture_programs::EGRESS),
+            (stages::HELLO, posture_programs::EGRESS_HELLO),
+            (stages::SNI, posture_programs::EGRESS_SNI),
+            (stages::OFFER, posture_programs::EGRESS_OFFER),
+        ]
+        .as_slice(),
+    )?;
     // Keep the stage maps alive as long as the programs that tail-call through them.
     std::mem::forget(msg_stages);
     std::mem::forget(ingress_stages);
+    std::mem::forget(egress_stages);
     let socks: SockHash<MapData, ConnKey> = ebpf
         .take_map(posture_maps::SOCKS)
         .context("map MW_TLS_SOCKS missing from the object")?
@@ -254,4 +258,29 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
     // The map holds the attachment; forget our handle so dropping it does not detach.
     std::mem::forget(msg.take_link(id)?);
     Ok(())
+}
+
+/// Loads the cgroup_skb stage programs `stages` (index, name) and puts them into the program
+/// array `map`.
+fn load_skb_stages(
+    ebpf: &mut Ebpf,
+    map: &str,
+    stages: &[(u32, &str)],
+) -> Result<ProgramArray<MapData>> {
+    let mut array: ProgramArray<MapData> = ebpf
+        .take_map(map)
+        .with_context(|| format!("map {map} missing from the object"))?
+        .try_into()?;
+    for &(index, name) in stages {
+        let prog: &mut CgroupSkb = ebpf
+            .program_mut(name)
+            .with_context(|| format!("program {name}"))?
+            .try_into()?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {name}"))?;
+        array
+            .set(index, prog.fd()?, 0)
+            .with_context(|| format!("stage {name}"))?;
+    }
+    Ok(array)
 }
