@@ -5,8 +5,8 @@
 //! hickory's own decoding of the bytes, by the chain rule written here with strings (no keys,
 //! no code of the parser).
 
-mod rng;
-use rng::Rng;
+mod dns_support;
+use dns_support::Rng;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use dataplane_common::dns::{

@@ -1,11 +1,13 @@
 //! Hand-written hostile and edge-case messages, each with its exact outcome.
 
+mod dns_support;
 use dataplane_common::dns::{
     Answer, HEADER_LEN, MAX_ADDRS, MAX_CHAIN, MAX_NAME_STEPS, MAX_RECORDS, MSG_LEN, Malformed,
     NAME_LEN, NameError, NameReader, NameStep, classes, decode_name, full_key, header, name_keys,
     parse_query, parse_response, read_name, rr_fixed, skip_question, types,
 };
 use dataplane_common::sni_policy::{MAX_SUFFIXES, name_key};
+use dns_support::wire;
 
 const RESPONSE: u16 = 0x8180; // QR, RD, RA, NOERROR
 const TC: u16 = 0x0200;
@@ -66,16 +68,6 @@ impl B {
         self.name(owner)
             .fixed(types::CNAME, classes::IN, ttl, &wire(target))
     }
-}
-
-fn wire(s: &str) -> Vec<u8> {
-    let mut v = vec![];
-    for l in s.split('.').filter(|l| !l.is_empty()) {
-        v.push(l.len() as u8);
-        v.extend_from_slice(l.as_bytes());
-    }
-    v.push(0);
-    v
 }
 
 fn buf(bytes: &[u8]) -> Box<[u8; MSG_LEN]> {

@@ -3,7 +3,7 @@
 //! reference decoder, within `MAX_NAME_STEPS` steps; `parse_response` = the kernel's sequence
 //! of steps driven by hand; and the invariants of every reading.
 
-mod rng;
+mod dns_support;
 use dataplane_common::dns::{
     Answer, HEADER_LEN, MAX_ADDRS, MAX_CHAIN, MAX_NAME_STEPS, MAX_RECORDS, MAX_TEXT, MSG_LEN,
     Malformed, NAME_LEN, NameError, NameReader, NameStep, RecordStep, answer_record, cname_failed,
@@ -11,7 +11,7 @@ use dataplane_common::dns::{
     read_name, records_done, response_header,
 };
 use dataplane_common::sni_policy::name_key;
-use rng::Rng;
+use dns_support::{Rng, wire};
 
 const SEED: u64 = 0x5eed_d115_0000_0001;
 
@@ -65,16 +65,6 @@ fn deep(rng: &mut Rng) -> Vec<u8> {
         starts.push(here);
         prev = here;
     }
-    v
-}
-
-fn wire(s: &str) -> Vec<u8> {
-    let mut v = vec![];
-    for l in s.split('.').filter(|l| !l.is_empty()) {
-        v.push(l.len() as u8);
-        v.extend_from_slice(l.as_bytes());
-    }
-    v.push(0);
     v
 }
 

@@ -126,7 +126,7 @@ fn record_query(ctx: &SkBuffContext) -> Option<()> {
     let s = scratch()?;
     load(ctx, s, &pkt)?;
     let h = header(&s.msg, s.len as usize)?;
-    if h.is_response() || h.opcode() != 0 || h.qdcount != 1 {
+    if !h.is_single_query() {
         return None;
     }
     s.reader = NameReader::new(HEADER_LEN);

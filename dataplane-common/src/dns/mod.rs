@@ -174,6 +174,12 @@ pub struct Header {
 }
 
 impl Header {
+    /// A query (QR = 0) of opcode QUERY with exactly one question: what is recorded.
+    #[inline(always)]
+    pub const fn is_single_query(&self) -> bool {
+        !self.is_response() && self.opcode() == 0 && self.qdcount == 1
+    }
+
     /// QR: a response.
     #[inline(always)]
     pub const fn is_response(&self) -> bool {
@@ -271,7 +277,7 @@ pub struct Query {
 /// Reads a query: QR = 0, opcode QUERY, exactly one question.
 pub fn parse_query(msg: &[u8; MSG_LEN], len: usize) -> Option<Query> {
     let h = header(msg, len)?;
-    if h.is_response() || h.opcode() != 0 || h.qdcount != 1 {
+    if !h.is_single_query() {
         return None;
     }
     let mut text = [0u8; NAME_LEN];

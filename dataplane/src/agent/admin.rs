@@ -157,11 +157,18 @@ async fn explain(
             .dns_names
             .iter()
             .any(|n| n.name == host && n.ips.contains(&to.ip()));
-        let learned = shared
-            .dns()
-            .learned()
-            .iter()
-            .any(|l| l.addr == to.ip() && keys.contains(&l.name_key));
+        // What the kernel holds for the source workload and this address (one map lookup).
+        let learned = explanation
+            .from
+            .split_once('/')
+            .and_then(|(ns, name)| compiled.workload_by_name(ns, name))
+            .is_some_and(|w| {
+                shared
+                    .dns()
+                    .keys_for(w.workload_id, addr)
+                    .iter()
+                    .any(|k| keys.contains(k))
+            });
         let known = resolved || learned;
         if !known {
             explanation.rule.push_str(&format!(

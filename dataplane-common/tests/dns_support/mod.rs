@@ -1,4 +1,5 @@
-//! A small seeded generator (splitmix64) for the DNS parser tests: a failing seed replays.
+//! Shared by the DNS parser tests: a small seeded generator (splitmix64; a failing seed
+//! replays) and names in wire form.
 #![allow(dead_code)]
 
 pub struct Rng(pub u64);
@@ -27,4 +28,15 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
         &v[self.below(v.len())]
     }
+}
+
+/// `a.b.c` as uncompressed wire labels, root included.
+pub fn wire(s: &str) -> Vec<u8> {
+    let mut v = vec![];
+    for l in s.split('.').filter(|l| !l.is_empty()) {
+        v.push(l.len() as u8);
+        v.extend_from_slice(l.as_bytes());
+    }
+    v.push(0);
+    v
 }
