@@ -114,7 +114,7 @@ fn egress_kernel_verdicts_equal_explain_for_random_policies() {
     for round in 0..rounds() {
         if round > 0 {
             config_text = random_egress_policies(&mut rng, &cgroups);
-            std::fs::write(&config, &config_text).expect("write config");
+            write_atomic(&config, &config_text);
             let want = round + 1;
             let h = agent.wait_until("next random policy", |h| {
                 h["generation"] == want || h["status"] != "ok"
@@ -338,7 +338,7 @@ fn inbound_kernel_verdicts_equal_explain_for_random_authorization_policies() {
     for round in 0..rounds() {
         if round > 0 {
             config_text = random_authorization(&mut rng, &server, &clients);
-            std::fs::write(&config, &config_text).expect("write config");
+            write_atomic(&config, &config_text);
             let want = round + 1;
             let h = agent.wait_until("next random policy", |h| {
                 h["generation"] == want || h["status"] != "ok"

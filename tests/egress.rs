@@ -311,7 +311,7 @@ fn invalid_reload_keeps_the_previous_policy() {
             "ALLOW",
             "  - to:\n    - ports: [70000]\n",
         );
-    std::fs::write(&config, &bad).expect("write bad config");
+    write_atomic(&config, &bad);
     let line = bad
         .lines()
         .position(|l| l.contains("70000"))
@@ -340,8 +340,7 @@ fn invalid_reload_keeps_the_previous_policy() {
     );
 
     // Fixed: the change goes live.
-    std::fs::write(&config, good.replace("ports: [9]", "ports: [9, 10]"))
-        .expect("write fixed config");
+    write_atomic(&config, good.replace("ports: [9]", "ports: [9, 10]"));
     agent.wait_until("fixed config applied", |h| {
         h["status"] == "ok" && h["generation"] == 2
     });
@@ -369,7 +368,7 @@ fn sighup_reloads() {
     let config = scratch.write("policy.yaml", &policy(9));
     // Polling effectively off: only the signal can trigger the reload.
     let mut agent = Agent::start("sighup", &config, &["--watch-interval-ms", "3600000"]);
-    std::fs::write(&config, policy(11)).expect("rewrite");
+    write_atomic(&config, policy(11));
     agent.sighup();
     agent.wait_until("SIGHUP reload", |h| {
         h["generation"] == 2 && h["last_reload"]["trigger"] == "SIGHUP"

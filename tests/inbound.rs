@@ -187,7 +187,7 @@ fn deny_by_ip_block_beats_allow_and_audit_never_blocks() {
     );
 
     // The block no longer covers the client: the ALLOW decides, the AUDIT only counts.
-    std::fs::write(&config, scratch_policy("198.18.0.2/32")).expect("rewrite");
+    write_atomic(&config, scratch_policy("198.18.0.2/32"));
     agent.wait_until("new policy", |h| h["generation"] == 2);
     assert_eq!(node.connect(port).0, "ok");
     std::thread::sleep(Duration::from_millis(200));
@@ -231,7 +231,7 @@ fn unknown_sources_have_no_principal() {
         "principals [*] needs an identity"
     );
 
-    std::fs::write(&config, rules("        ipBlocks: [\"198.18.0.0/24\"]\n")).expect("rewrite");
+    write_atomic(&config, rules("        ipBlocks: [\"198.18.0.0/24\"]\n"));
     agent.wait_until("ipBlocks policy", |h| h["generation"] == 2);
     assert_eq!(
         node.connect(port).0,

@@ -16,7 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{Agent, CgroupTree, NetPair, Scratch, in_cgroup, in_netns, program_stats};
+use support::{
+    Agent, CgroupTree, NetPair, Scratch, in_cgroup, in_netns, program_stats, write_atomic,
+};
 
 const CLIENT_ENV: &str = "MESHWARD_BENCH_CLIENT";
 const SERVER_ENV: &str = "MESHWARD_BENCH_SERVER";
@@ -116,7 +118,7 @@ fn run(exp: &Experiment, rounds: usize, ms: u64) {
     for round in 0..rounds {
         for (i, (name, config)) in exp.levels.iter().enumerate() {
             if !(round == 0 && i == 0) {
-                std::fs::write(&path, config).expect("write config");
+                write_atomic(&path, config);
                 let t = Instant::now();
                 let want = generation + 1;
                 let h = agent.wait_until(name, |h| h["generation"].as_u64() == Some(want));

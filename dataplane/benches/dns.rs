@@ -19,6 +19,7 @@ use std::{
 
 use support::{
     Agent, CgroupTree, PYTHON, Scratch, egress, free_port, in_cgroup, program_stats, workload,
+    write_atomic,
 };
 
 const DNS_TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/dns_tool.py");
@@ -84,7 +85,7 @@ fn main() {
     for round in 0..rounds {
         for (i, (title, text)) in levels.iter().enumerate() {
             let generation = agent.json("/healthz")["generation"].as_u64().unwrap_or(0);
-            std::fs::write(&config, text).expect("write config");
+            write_atomic(&config, text);
             agent.sighup();
             agent.wait_until("reload", |h| {
                 h["generation"].as_u64().unwrap_or(0) > generation

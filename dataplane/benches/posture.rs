@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{Agent, CgroupTree, Scratch, in_cgroup};
+use support::{Agent, CgroupTree, Scratch, in_cgroup, write_atomic};
 
 const SINK_ENV: &str = "MESHWARD_BENCH_SINK";
 const SEND_ENV: &str = "MESHWARD_BENCH_SEND";
@@ -84,7 +84,7 @@ fn main() {
     for round in 0..rounds {
         for (i, (name, config)) in levels.iter().enumerate() {
             if !(round == 0 && i == 0) {
-                std::fs::write(&path, config).expect("config");
+                write_atomic(&path, config);
                 let want = generation + 1;
                 agent.wait_until(name, |h| h["generation"].as_u64() == Some(want));
                 generation = want;

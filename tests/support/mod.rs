@@ -185,11 +185,25 @@ impl Scratch {
         Self { dir }
     }
 
+    /// Writes the file atomically ([`write_atomic`]).
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.join(name);
-        fs::write(&p, text).expect("write scratch file");
+        write_atomic(&p, text);
         p
     }
+}
+
+/// Replaces `path` atomically (a temporary file renamed over it), as config management does:
+/// an agent watching the file must never read it half-written — a truncated config is a valid,
+/// empty one, and would be applied.
+pub fn write_atomic(path: &Path, text: impl AsRef<[u8]>) {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("config");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    fs::write(&tmp, text).expect("write config file");
+    fs::rename(&tmp, path).expect("rename config file into place");
 }
 
 impl Drop for Scratch {
