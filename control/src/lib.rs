@@ -43,7 +43,7 @@ mod model;
 mod net;
 mod parse;
 mod rule_ids;
-mod yaml;
+pub mod yaml;
 
 #[cfg(test)]
 mod tests;

@@ -10,13 +10,13 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A YAML node and the 1-based line where it starts.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Node {
+pub struct Node {
     pub line: usize,
     pub value: Value,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     /// `~`, `null`, or nothing at all.
     Null,
     /// Any scalar; `plain` is false for quoted and block scalars (they are always strings).
@@ -43,13 +43,13 @@ impl Node {
 
 /// A YAML syntax error and the line where the parser gave up.
 #[derive(Debug)]
-pub(crate) struct SyntaxError {
+pub struct SyntaxError {
     pub line: usize,
     pub message: String,
 }
 
 /// Parses every document of `text`. Empty documents (`---` alone, only comments) are skipped.
-pub(crate) fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
+pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| SyntaxError {

@@ -51,6 +51,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The conformance suite: declarative cases run against the real dataplane on this node.
+    Conformance {
+        #[command(subcommand)]
+        command: conformance::Command,
+    },
     /// Remove every pinned program, link and map (stops enforcement on this node).
     Uninstall {
         #[arg(long, default_value = dataplane::kernel::bpffs::DEFAULT_PIN_PATH)]
@@ -96,6 +101,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitCode> {
             follow,
             json,
         } => client::events(&admin, follow, json),
+        Command::Conformance { command } => conformance::dispatch(command),
         Command::Uninstall { pin_path } => {
             dataplane::kernel::bpffs::remove_all(&pin_path)?;
             println!("removed {}", pin_path.display());
