@@ -26,8 +26,16 @@ fn main() {
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
         let rel = Path::new(f).strip_prefix(root.parent().unwrap()).unwrap();
-        code.push_str(&format!("    ({:?}, include_str!({:?})),\n", rel.display().to_string(), f));
+        code.push_str(&format!(
+            "    ({:?}, include_str!({:?})),\n",
+            rel.display().to_string(),
+            f
+        ));
     }
     code.push_str("];\n");
-    fs::write(Path::new(&env::var("OUT_DIR").unwrap()).join("embedded_cases.rs"), code).unwrap();
+    fs::write(
+        Path::new(&env::var("OUT_DIR").unwrap()).join("embedded_cases.rs"),
+        code,
+    )
+    .unwrap();
 }

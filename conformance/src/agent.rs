@@ -72,7 +72,8 @@ impl Agent {
             cmd.args(["--xds-address", addr, "--node-id", "meshward-conformance"]);
         }
         self.child = Some(cmd.spawn().context("start meshward run")?);
-        self.wait("the agent to enforce its first policy", |h| h["status"] == "ok")?;
+        // A config refused at start leaves the pinned policy in force: any finished reload will do.
+        self.wait("the agent to start", |h| h["last_reload"].is_object())?;
         Ok(())
     }
 
@@ -100,7 +101,10 @@ impl Agent {
         let pid = self.child.as_ref().context("agent is not running")?.id() as i32;
         // SAFETY: plain kill(2).
         unsafe { libc::kill(pid, libc::SIGHUP) };
-        let (gen0, at0) = (before["generation"].clone(), before["last_reload"]["at"].clone());
+        let (gen0, at0) = (
+            before["generation"].clone(),
+            before["last_reload"]["at"].clone(),
+        );
         let h = self.wait("the reload", |h| {
             h["generation"] != gen0 || h["last_reload"]["at"] != at0
         })?;
@@ -120,7 +124,9 @@ impl Agent {
         let mut last = None;
         for _ in 0..3 {
             match http_get(self.admin, path) {
-                Ok(body) => return serde_json::from_str(&body).context("JSON from the admin endpoint"),
+                Ok(body) => {
+                    return serde_json::from_str(&body).context("JSON from the admin endpoint");
+                }
                 Err(e) => last = Some(e),
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -133,7 +139,10 @@ impl Agent {
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 self.child = None;
-                bail!("the agent exited ({status}) while waiting for {what}; log: {}", self.log.display());
+                bail!(
+                    "the agent exited ({status}) while waiting for {what}; log: {}",
+                    self.log.display()
+                );
             }
             if let Ok(h) = self.health()
                 && ready(&h)
@@ -141,7 +150,10 @@ impl Agent {
                 return Ok(h);
             }
             if Instant::now() > deadline {
-                bail!("timed out waiting for {what}; agent log: {}", self.log.display());
+                bail!(
+                    "timed out waiting for {what}; agent log: {}",
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -189,7 +201,10 @@ pub fn free_port() -> Result<u16> {
 fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: meshward\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: meshward\r\nConnection: close\r\n\r\n"
+    )?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));

@@ -26,27 +26,49 @@ pub struct Env<'a> {
 /// `Ok(description)` when the row holds, `Err(what differed)` otherwise.
 pub fn connection(env: &Env<'_>, agent: &Agent, c: &Connection) -> Result<String, String> {
     let observe = agent.is_running() && (c.rule.is_some() || c.audit.is_some());
-    let before = observe.then(|| Observation::take(agent)).transpose().map_err(|e| e.to_string())?;
+    let before = observe
+        .then(|| Observation::take(agent))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let word = run_probe(env, c).map_err(|e| format!("probe could not run: {e:#}"))?;
     let seen = match word.as_str() {
         "ok" => Verdict::Allow,
         "EPERM" | "ECONNREFUSED" => Verdict::Deny,
-        other => return Err(format!("{}: the probe got {other}, neither a verdict nor a connection", row(c))),
+        other => {
+            return Err(format!(
+                "{}: the probe got {other}, neither a verdict nor a connection",
+                row(c)
+            ));
+        }
     };
     if seen != c.verdict {
-        return Err(format!("{}: expected {:?}, got {:?} ({word})", row(c), c.verdict, seen));
+        return Err(format!(
+            "{}: expected {:?}, got {:?} ({word})",
+            row(c),
+            c.verdict,
+            seen
+        ));
     }
     if let Some(before) = before {
         let rules = before.deciding(agent, seen).map_err(|e| e.to_string())?;
         if let Some(want) = &c.rule
             && !rules.decided.iter().any(|r| r.contains(want.as_str()))
         {
-            return Err(format!("{}: {:?} ({word}) as expected, but decided by {:?}, not a rule naming {want:?}", row(c), seen, rules.decided));
+            return Err(format!(
+                "{}: {:?} ({word}) as expected, but decided by {:?}, not a rule naming {want:?}",
+                row(c),
+                seen,
+                rules.decided
+            ));
         }
         if let Some(want) = &c.audit
             && !rules.audited.iter().any(|r| r.contains(want.as_str()))
         {
-            return Err(format!("{}: no AUDIT rule naming {want:?} counted it (audited: {:?})", row(c), rules.audited));
+            return Err(format!(
+                "{}: no AUDIT rule naming {want:?} counted it (audited: {:?})",
+                row(c),
+                rules.audited
+            ));
         }
     }
     Ok(format!("{} → {word}", row(c)))
@@ -54,7 +76,11 @@ pub fn connection(env: &Env<'_>, agent: &Agent, c: &Connection) -> Result<String
 
 pub fn row(c: &Connection) -> String {
     let to = c.host.clone().unwrap_or_else(|| c.to.clone());
-    let bin = c.binary.as_deref().map(|b| format!(" as {b}")).unwrap_or_default();
+    let bin = c
+        .binary
+        .as_deref()
+        .map(|b| format!(" as {b}"))
+        .unwrap_or_default();
     format!("{} -> {to}:{}/{}{bin}", c.from, c.port, c.protocol.as_str())
 }
 
@@ -67,7 +93,12 @@ fn run_probe(env: &Env<'_>, c: &Connection) -> Result<String> {
     };
     let mut cmd = Command::new(program);
     cmd.args(["conformance", "probe", "--src", &from.address.to_string()])
-        .args(["--port", &c.port.to_string(), "--proto", c.protocol.as_str()])
+        .args([
+            "--port",
+            &c.port.to_string(),
+            "--proto",
+            c.protocol.as_str(),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -80,7 +111,10 @@ fn run_probe(env: &Env<'_>, c: &Connection) -> Result<String> {
     let out = child.wait_with_output().context("wait for the probe")?;
     let word = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if word.is_empty() {
-        anyhow::bail!("no output; stderr: {}", String::from_utf8_lossy(&out.stderr).trim());
+        anyhow::bail!(
+            "no output; stderr: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(word)
 }
@@ -126,18 +160,31 @@ impl Observation {
             }
         } else {
             let moved = self.moved(agent, |(_, a, _, _)| *a)?;
-            if moved.is_empty() { vec!["(default allow)".to_string()] } else { moved }
+            if moved.is_empty() {
+                vec!["(default allow)".to_string()]
+            } else {
+                moved
+            }
         };
         let audited = self.moved(agent, |(_, _, _, u)| *u)?;
         Ok(Deciding { decided, audited })
     }
 
-    fn moved(&self, agent: &Agent, count: impl Fn(&(String, u64, u64, u64)) -> u64) -> Result<Vec<String>> {
+    fn moved(
+        &self,
+        agent: &Agent,
+        count: impl Fn(&(String, u64, u64, u64)) -> u64,
+    ) -> Result<Vec<String>> {
         let after = rule_counters(&agent.json("/policy")?);
         Ok(after
             .iter()
             .filter(|r| {
-                let old = self.rules.iter().find(|o| o.0 == r.0).map(&count).unwrap_or(0);
+                let old = self
+                    .rules
+                    .iter()
+                    .find(|o| o.0 == r.0)
+                    .map(&count)
+                    .unwrap_or(0);
                 count(r) > old
             })
             .map(|r| r.0.clone())
@@ -162,7 +209,12 @@ fn rule_counters(policy: &Value) -> Vec<(String, u64, u64, u64)> {
         .flatten()
         .map(|r| {
             let n = |k: &str| r[k].as_u64().unwrap_or(0);
-            (r["name"].as_str().unwrap_or("").to_string(), n("allowed"), n("denied"), n("audited"))
+            (
+                r["name"].as_str().unwrap_or("").to_string(),
+                n("allowed"),
+                n("denied"),
+                n("audited"),
+            )
         })
         .collect()
 }

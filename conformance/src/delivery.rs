@@ -10,7 +10,14 @@ use crate::render::{self, Paths};
 pub trait Delivery {
     /// The `--xds-address` the agent is started with, if any.
     fn agent_address(&self) -> Option<String>;
-    fn apply(&mut self, agent: &mut Agent, case: &Case, policies: &Policies, paths: &Paths, rejected: bool) -> Result<Applied>;
+    fn apply(
+        &mut self,
+        agent: &mut Agent,
+        case: &Case,
+        policies: &Policies,
+        paths: &Paths,
+        rejected: bool,
+    ) -> Result<Applied>;
     /// Back to an empty config.
     fn clear(&mut self, agent: &mut Agent) -> Result<()>;
 }
@@ -23,7 +30,14 @@ impl Delivery for Files {
         None
     }
 
-    fn apply(&mut self, agent: &mut Agent, case: &Case, policies: &Policies, paths: &Paths, _rejected: bool) -> Result<Applied> {
+    fn apply(
+        &mut self,
+        agent: &mut Agent,
+        case: &Case,
+        policies: &Policies,
+        paths: &Paths,
+        _rejected: bool,
+    ) -> Result<Applied> {
         agent.apply_file(&render::config_text(case, policies, paths))
     }
 

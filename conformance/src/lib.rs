@@ -93,7 +93,8 @@ fn case_files(sel: &Selection) -> Result<Vec<(String, String)>> {
     files
         .into_iter()
         .map(|p| {
-            let text = std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
+            let text =
+                std::fs::read_to_string(&p).with_context(|| format!("read {}", p.display()))?;
             Ok((p.display().to_string(), text))
         })
         .collect()
@@ -124,7 +125,10 @@ fn select(sel: &Selection) -> Result<(Vec<Case>, Vec<LoadError>)> {
     let mut seen = std::collections::BTreeMap::new();
     for c in &cases {
         if let Some(first) = seen.insert(c.name.clone(), c.origin.clone()) {
-            errors.push(LoadError { origin: c.origin.clone(), message: format!("case name {:?} is also used at {first}", c.name) });
+            errors.push(LoadError {
+                origin: c.origin.clone(),
+                message: format!("case name {:?} is also used at {first}", c.name),
+            });
         }
     }
     cases.retain(|c| c.matches(&sel.filter));
@@ -139,12 +143,19 @@ fn list(sel: &Selection) -> Result<ExitCode> {
     for e in &errors {
         eprintln!("error: {e}");
     }
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
     // SAFETY: no arguments.
-    anyhow::ensure!(unsafe { libc::geteuid() } == 0, "the conformance suite needs root: it loads eBPF programs and makes cgroups and network namespaces");
+    anyhow::ensure!(
+        unsafe { libc::geteuid() } == 0,
+        "the conformance suite needs root: it loads eBPF programs and makes cgroups and network namespaces"
+    );
     let (cases, errors) = select(&args.selection)?;
     let mut results: Vec<report::CaseResult> = errors
         .iter()
@@ -153,7 +164,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             origin: e.origin.clone(),
             tags: vec!["malformed".into()],
             checks: 1,
-            failures: vec![e.message.clone()],
+            failures: vec![e.to_string()],
             took: Default::default(),
         })
         .collect();
@@ -190,7 +201,11 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_dir_all(&scratch);
     }
     println!("{}", report::summary(&results));
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 mod xds_delivery;

@@ -30,9 +30,7 @@ pub fn load_file(file: &str, text: &str) -> std::result::Result<Vec<Case>, LoadE
         message,
     };
     let docs = parse_documents(text).map_err(|e| fail((e.line, e.message)))?;
-    docs.iter()
-        .map(|d| case(file, d).map_err(fail))
-        .collect()
+    docs.iter().map(|d| case(file, d).map_err(fail)).collect()
 }
 
 fn case(file: &str, node: &Node) -> Result<Case> {
@@ -49,14 +47,25 @@ fn case(file: &str, node: &Node) -> Result<Case> {
         "steps",
     ])?;
     let name = scalar(f.require("name")?)?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c)) {
-        return Err((node.line, format!("case name {name:?}: use letters, digits, / - _ .")));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c))
+    {
+        return Err((
+            node.line,
+            format!("case name {name:?}: use letters, digits, / - _ ."),
+        ));
     }
     let tags = match f.get("tags") {
         Some(n) => list(n)?.iter().map(|t| scalar(t)).collect::<Result<_>>()?,
         None => Vec::new(),
     };
-    let description = f.get("description").map(scalar).transpose()?.unwrap_or_default();
+    let description = f
+        .get("description")
+        .map(scalar)
+        .transpose()?
+        .unwrap_or_default();
     let workloads = list(f.require("workloads")?)?
         .iter()
         .enumerate()
@@ -64,7 +73,10 @@ fn case(file: &str, node: &Node) -> Result<Case> {
         .collect::<Result<Vec<_>>>()?;
     for (i, w) in workloads.iter().enumerate() {
         if workloads[..i].iter().any(|o| o.name == w.name) {
-            return Err((node.line, format!("workload {:?} is declared twice", w.name)));
+            return Err((
+                node.line,
+                format!("workload {:?} is declared twice", w.name),
+            ));
         }
     }
     let dns = match f.get("dns") {
@@ -74,12 +86,24 @@ fn case(file: &str, node: &Node) -> Result<Case> {
             .collect::<Result<Vec<_>>>()?,
         None => Vec::new(),
     };
-    let policies = f.get("policies").map(policies).transpose()?.unwrap_or_default();
+    let policies = f
+        .get("policies")
+        .map(policies)
+        .transpose()?
+        .unwrap_or_default();
     let first = Step {
         action: Action::Apply,
         line: node.line,
-        connections: f.get("expect").map(connections).transpose()?.unwrap_or_default(),
-        tls: f.get("tls").map(tls_checks).transpose()?.unwrap_or_default(),
+        connections: f
+            .get("expect")
+            .map(connections)
+            .transpose()?
+            .unwrap_or_default(),
+        tls: f
+            .get("tls")
+            .map(tls_checks)
+            .transpose()?
+            .unwrap_or_default(),
     };
     let mut steps = vec![first];
     if let Some(n) = f.get("steps") {
@@ -114,7 +138,10 @@ fn case(file: &str, node: &Node) -> Result<Case> {
 fn check(case: &Case) -> Result<()> {
     for (name, target) in &case.dns {
         if case.workload(target).is_none() {
-            return Err((case.steps[0].line, format!("dns {name}: no workload {target:?}")));
+            return Err((
+                case.steps[0].line,
+                format!("dns {name}: no workload {target:?}"),
+            ));
         }
     }
     for step in &case.steps {
@@ -124,7 +151,9 @@ fn check(case: &Case) -> Result<()> {
                     return Err((c.line, format!("no workload {who:?} in this case")));
                 }
             }
-            if case.workload(&c.from).is_some_and(|w| w.placement != Placement::Local)
+            if case
+                .workload(&c.from)
+                .is_some_and(|w| w.placement != Placement::Local)
                 && c.binary.is_some()
             {
                 return Err((c.line, "`as BINARY` needs a local client".into()));
@@ -155,7 +184,10 @@ fn check(case: &Case) -> Result<()> {
                 return Err((line.max(1), format!("policy: {msg}")));
             }
             (Ok(_), false) => {
-                return Err((step.line, "`rejected: true`, but these policies are valid".into()));
+                return Err((
+                    step.line,
+                    "`rejected: true`, but these policies are valid".into(),
+                ));
             }
             _ => {}
         }
@@ -165,7 +197,14 @@ fn check(case: &Case) -> Result<()> {
 
 fn workload(index: usize, node: &Node) -> Result<WorkloadSpec> {
     let f = Fields::open(node, "workload")?;
-    f.only(&["name", "namespace", "serviceAccount", "labels", "placement", "address"])?;
+    f.only(&[
+        "name",
+        "namespace",
+        "serviceAccount",
+        "labels",
+        "placement",
+        "address",
+    ])?;
     let name = scalar(f.require("name")?)?;
     control::check_dns_label(&name)
         .map_err(|e| (node.line, format!("workload name {name:?}: {e}")))?;
@@ -181,7 +220,10 @@ fn workload(index: usize, node: &Node) -> Result<WorkloadSpec> {
         Some("remote") => Placement::Remote,
         Some("external") => Placement::External,
         Some(other) => {
-            return Err((node.line, format!("placement {other:?}: local, remote or external")));
+            return Err((
+                node.line,
+                format!("placement {other:?}: local, remote or external"),
+            ));
         }
     };
     let address = match f.get("address") {
@@ -189,11 +231,24 @@ fn workload(index: usize, node: &Node) -> Result<WorkloadSpec> {
             .parse::<IpAddr>()
             .map_err(|e| (n.line, format!("address: {e}")))?,
         // 10.88.0.0/16: each case runs in its own network namespace, so cases may reuse it.
-        None => IpAddr::V4(Ipv4Addr::new(10, 88, (index / 250) as u8, (index % 250 + 1) as u8)),
+        None => IpAddr::V4(Ipv4Addr::new(
+            10,
+            88,
+            (index / 250) as u8,
+            (index % 250 + 1) as u8,
+        )),
     };
     Ok(WorkloadSpec {
-        namespace: f.get("namespace").map(scalar).transpose()?.unwrap_or("default".into()),
-        service_account: f.get("serviceAccount").map(scalar).transpose()?.unwrap_or(name.clone()),
+        namespace: f
+            .get("namespace")
+            .map(scalar)
+            .transpose()?
+            .unwrap_or("default".into()),
+        service_account: f
+            .get("serviceAccount")
+            .map(scalar)
+            .transpose()?
+            .unwrap_or(name.clone()),
         name,
         labels,
         placement,
@@ -208,7 +263,10 @@ fn policies(node: &Node) -> Result<Policies> {
             // A block scalar's text starts on the line after its indicator.
             first_line: node.line + 1,
         }),
-        _ => Err((node.line, "policies: a block of YAML documents (`policies: |`)".into())),
+        _ => Err((
+            node.line,
+            "policies: a block of YAML documents (`policies: |`)".into(),
+        )),
     }
 }
 
@@ -221,13 +279,26 @@ fn step(node: &Node) -> Result<Step> {
             rejected: f.get("rejected").map(boolean).transpose()?.unwrap_or(false),
         },
         (None, Some(r)) if boolean(r)? => Action::Restart,
-        _ => return Err((node.line, "a step has `reload: |` or `restart: true`".into())),
+        _ => {
+            return Err((
+                node.line,
+                "a step has `reload: |` or `restart: true`".into(),
+            ));
+        }
     };
     Ok(Step {
         action,
         line: node.line,
-        connections: f.get("expect").map(connections).transpose()?.unwrap_or_default(),
-        tls: f.get("tls").map(tls_checks).transpose()?.unwrap_or_default(),
+        connections: f
+            .get("expect")
+            .map(connections)
+            .transpose()?
+            .unwrap_or_default(),
+        tls: f
+            .get("tls")
+            .map(tls_checks)
+            .transpose()?
+            .unwrap_or_default(),
     })
 }
 
@@ -242,7 +313,9 @@ fn connection(node: &Node) -> Result<Connection> {
         return connection_line(node.line, text);
     }
     let f = Fields::open(node, "expectation")?;
-    f.only(&["from", "to", "port", "protocol", "verdict", "rule", "audit", "binary"])?;
+    f.only(&[
+        "from", "to", "port", "protocol", "verdict", "rule", "audit", "binary",
+    ])?;
     let port = port(f.require("port")?)?;
     let protocol = match f.get("protocol").map(scalar).transpose()?.as_deref() {
         None | Some("tcp") | Some("TCP") => Protocol::Tcp,
@@ -264,7 +337,12 @@ fn connection(node: &Node) -> Result<Connection> {
 }
 
 fn connection_line(line: usize, text: &str) -> Result<Connection> {
-    let bad = |why: &str| (line, format!("{text:?}: {why} (FROM -> TO:PORT[/udp] allow|deny …)"));
+    let bad = |why: &str| {
+        (
+            line,
+            format!("{text:?}: {why} (FROM -> TO:PORT[/udp] allow|deny …)"),
+        )
+    };
     let mut words = text.split_whitespace();
     let from = words.next().ok_or_else(|| bad("empty"))?.to_string();
     if words.next() != Some("->") {
@@ -278,7 +356,11 @@ fn connection_line(line: usize, text: &str) -> Result<Connection> {
         None => (target, Protocol::Tcp),
     };
     let (to, port) = target.rsplit_once(':').ok_or_else(|| bad("no :PORT"))?;
-    let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| bad("bad port"))?;
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| bad("bad port"))?;
     let verdict = verdict(line, words.next().ok_or_else(|| bad("no verdict"))?)?;
     let mut c = Connection {
         line,
@@ -293,7 +375,10 @@ fn connection_line(line: usize, text: &str) -> Result<Connection> {
         audit: None,
     };
     while let Some(key) = words.next() {
-        let value = words.next().ok_or_else(|| bad("a keyword without its value"))?.to_string();
+        let value = words
+            .next()
+            .ok_or_else(|| bad("a keyword without its value"))?
+            .to_string();
         match key {
             "rule" => c.rule = Some(value),
             "audit" => c.audit = Some(value),
@@ -327,8 +412,16 @@ fn tls_checks(node: &Node) -> Result<Vec<TlsCheck>> {
                 from: scalar(f.require("from")?)?,
                 to: scalar(f.require("to")?)?,
                 port: port(f.require("port")?)?,
-                server: f.get("server").map(tls_side).transpose()?.unwrap_or_default(),
-                client: f.get("client").map(tls_side).transpose()?.unwrap_or_default(),
+                server: f
+                    .get("server")
+                    .map(tls_side)
+                    .transpose()?
+                    .unwrap_or_default(),
+                client: f
+                    .get("client")
+                    .map(tls_side)
+                    .transpose()?
+                    .unwrap_or_default(),
                 expect,
             })
         })
@@ -348,7 +441,11 @@ fn tls_side(node: &Node) -> Result<TlsSide> {
         version,
         ciphers: f.get("ciphers").map(scalar).transpose()?,
         suites: f.get("suites").map(scalar).transpose()?,
-        client_cert: f.get("client_cert").map(boolean).transpose()?.unwrap_or(false),
+        client_cert: f
+            .get("client_cert")
+            .map(boolean)
+            .transpose()?
+            .unwrap_or(false),
         sni: f.get("sni").map(scalar).transpose()?,
         alpn: f.get("alpn").map(scalar).transpose()?,
     })
@@ -360,10 +457,17 @@ fn json_value(node: &Node) -> Result<serde_json::Value> {
         Value::Scalar { text, plain: true } => Ok(match text.as_str() {
             "true" => true.into(),
             "false" => false.into(),
-            t => t.parse::<u64>().map(Into::into).unwrap_or_else(|_| t.into()),
+            t => t
+                .parse::<u64>()
+                .map(Into::into)
+                .unwrap_or_else(|_| t.into()),
         }),
         Value::Scalar { text, .. } => Ok(text.clone().into()),
-        Value::Seq(items) => items.iter().map(json_value).collect::<Result<Vec<_>>>().map(Into::into),
+        Value::Seq(items) => items
+            .iter()
+            .map(json_value)
+            .collect::<Result<Vec<_>>>()
+            .map(Into::into),
         Value::Map(_) => Err((node.line, "expected values are scalars or lists".into())),
     }
 }
@@ -387,21 +491,30 @@ fn boolean(node: &Node) -> Result<bool> {
 fn scalar(node: &Node) -> Result<String> {
     match &node.value {
         Value::Scalar { text, .. } => Ok(text.clone()),
-        _ => Err((node.line, format!("expected a scalar, found {}", node.kind_name()))),
+        _ => Err((
+            node.line,
+            format!("expected a scalar, found {}", node.kind_name()),
+        )),
     }
 }
 
 fn list(node: &Node) -> Result<&[Node]> {
     match &node.value {
         Value::Seq(items) => Ok(items),
-        _ => Err((node.line, format!("expected a list, found {}", node.kind_name()))),
+        _ => Err((
+            node.line,
+            format!("expected a list, found {}", node.kind_name()),
+        )),
     }
 }
 
 fn map_entries(node: &Node) -> Result<&[(Node, Node)]> {
     match &node.value {
         Value::Map(entries) => Ok(entries),
-        _ => Err((node.line, format!("expected a mapping, found {}", node.kind_name()))),
+        _ => Err((
+            node.line,
+            format!("expected a mapping, found {}", node.kind_name()),
+        )),
     }
 }
 
@@ -415,8 +528,15 @@ struct Fields<'n> {
 impl<'n> Fields<'n> {
     fn open(node: &'n Node, what: &'static str) -> Result<Self> {
         match &node.value {
-            Value::Map(entries) => Ok(Self { node, what, entries }),
-            _ => Err((node.line, format!("{what}: expected a mapping, found {}", node.kind_name()))),
+            Value::Map(entries) => Ok(Self {
+                node,
+                what,
+                entries,
+            }),
+            _ => Err((
+                node.line,
+                format!("{what}: expected a mapping, found {}", node.kind_name()),
+            )),
         }
     }
 
@@ -428,8 +548,12 @@ impl<'n> Fields<'n> {
     }
 
     fn require(&self, key: &str) -> Result<&'n Node> {
-        self.get(key)
-            .ok_or_else(|| (self.node.line, format!("{}: `{key}` is required", self.what)))
+        self.get(key).ok_or_else(|| {
+            (
+                self.node.line,
+                format!("{}: `{key}` is required", self.what),
+            )
+        })
     }
 
     fn only(&self, known: &[&str]) -> Result<()> {
@@ -438,7 +562,11 @@ impl<'n> Fields<'n> {
             if !known.contains(&key.as_str()) {
                 return Err((
                     k.line,
-                    format!("{}: unknown field `{key}` (known: {})", self.what, known.join(", ")),
+                    format!(
+                        "{}: unknown field `{key}` (known: {})",
+                        self.what,
+                        known.join(", ")
+                    ),
                 ));
             }
         }

@@ -54,7 +54,8 @@ fn resolve_target(args: &ProbeArgs) -> std::result::Result<IpAddr, String> {
     match (&args.resolve, args.dst) {
         (Some(name), _) => {
             let server = args.dns.ok_or("no-dns-server")?;
-            resolve(args.src, server, name)
+            // A failed lookup is never read as a connect verdict.
+            resolve(args.src, server, name).map_err(|e| format!("dns-{e}"))
         }
         (None, Some(dst)) => Ok(dst),
         (None, None) => Err("no-destination".into()),
@@ -63,7 +64,11 @@ fn resolve_target(args: &ProbeArgs) -> std::result::Result<IpAddr, String> {
 
 fn tcp_probe(src: IpAddr, dst: SocketAddr) -> String {
     let attempt = || -> std::io::Result<String> {
-        let s = Socket::new(Domain::for_address(dst), Type::STREAM, Some(SockProtocol::TCP))?;
+        let s = Socket::new(
+            Domain::for_address(dst),
+            Type::STREAM,
+            Some(SockProtocol::TCP),
+        )?;
         s.bind(&SockAddr::from(SocketAddr::new(src, 0)))?;
         s.connect_timeout(&SockAddr::from(dst), TIMEOUT)?;
         let mut stream: std::net::TcpStream = s.into();
@@ -96,7 +101,11 @@ fn udp_probe(src: IpAddr, dst: SocketAddr) -> String {
 fn resolve(src: IpAddr, server: IpAddr, name: &str) -> std::result::Result<IpAddr, String> {
     use hickory_proto::op::{Message, MessageType, OpCode, Query};
     use hickory_proto::rr::{Name, RecordType};
-    let qtype = if src.is_ipv6() { RecordType::AAAA } else { RecordType::A };
+    let qtype = if src.is_ipv6() {
+        RecordType::AAAA
+    } else {
+        RecordType::A
+    };
     let qname = Name::from_ascii(name).map_err(|_| "bad-name".to_string())?;
     let sock = UdpSocket::bind(SocketAddr::new(src, 0)).map_err(|e| errno_name(&e))?;
     sock.set_read_timeout(Some(Duration::from_millis(500)))

@@ -49,7 +49,9 @@ pub fn local_entries_text(case: &Case, paths: &Paths) -> String {
 
 /// Lines before the policies in [`config_text`].
 pub fn policies_offset(case: &Case) -> usize {
-    entries(case, &Paths::placeholder(), |_| true).lines().count()
+    entries(case, &Paths::placeholder(), |_| true)
+        .lines()
+        .count()
 }
 
 fn entries(case: &Case, paths: &Paths, keep: impl Fn(&WorkloadSpec) -> bool) -> String {
@@ -84,9 +86,10 @@ fn quote(v: &str) -> String {
     serde_json::Value::from(v).to_string()
 }
 
-/// `{{ip:NAME}}` → the workload's address, `{{bin:NAME}}` → the path of binary NAME.
+/// `{{ip:NAME}}` → the workload's address, `{{bin:NAME}}` → the path of binary NAME,
+/// `{{dns}}` → the case's DNS server.
 pub fn substitute(case: &Case, text: &str, paths: &Paths) -> String {
-    let mut out = text.to_string();
+    let mut out = text.replace("{{dns}}", crate::topology::DNS_ADDRESS);
     for w in &case.workloads {
         out = out.replace(&format!("{{{{ip:{}}}}}", w.name), &w.address.to_string());
     }

@@ -28,7 +28,7 @@ pub fn print_row(r: &CaseResult) {
         r.tags.join(",")
     );
     for f in &r.failures {
-        println!("      {}: {f}", r.origin);
+        println!("      {f}");
     }
 }
 

@@ -36,7 +36,14 @@ impl Runner {
         std::fs::create_dir_all(&bin_dir)?;
         let pki = Pki::create(&scratch.join("pki"))?;
         let agent = Agent::start(&exe, scratch, &run_id, delivery.agent_address())?;
-        Ok(Self { exe, run_id, bin_dir, pki, delivery, agent })
+        Ok(Self {
+            exe,
+            run_id,
+            bin_dir,
+            pki,
+            delivery,
+            agent,
+        })
     }
 
     pub fn run_case(&mut self, index: usize, case: &Case) -> CaseResult {
@@ -50,7 +57,7 @@ impl Runner {
             took: Default::default(),
         };
         if let Err(e) = self.run_steps(index, case, &mut result) {
-            result.failures.push(format!("{e:#}"));
+            result.failures.push(format!("{}: {e:#}", case.origin));
         }
         result.took = start.elapsed();
         result
@@ -60,18 +67,33 @@ impl Runner {
         self.prepare_binaries(case)?;
         let topo = Topology::create(case, &self.run_id, index).context("set up the topology")?;
         let _services = Services::start(&self.exe, case, &topo).context("start the servers")?;
-        let paths = Paths { cgroups: topo.cgroups.clone(), netns: topo.netns_path(), bin_dir: self.bin_dir.clone() };
+        let paths = Paths {
+            cgroups: topo.cgroups.clone(),
+            netns: topo.netns_path(),
+            bin_dir: self.bin_dir.clone(),
+        };
         let outcome = self.steps(case, &topo, &paths, result);
         // The case's policies go before its cgroups and namespace do.
-        let cleared = self.delivery.clear(&mut self.agent).context("remove the case's policies");
+        let cleared = self
+            .delivery
+            .clear(&mut self.agent)
+            .context("remove the case's policies");
         outcome.and(cleared)
     }
 
-    fn steps(&mut self, case: &Case, topo: &Topology, paths: &Paths, result: &mut CaseResult) -> Result<()> {
+    fn steps(
+        &mut self,
+        case: &Case,
+        topo: &Topology,
+        paths: &Paths,
+        result: &mut CaseResult,
+    ) -> Result<()> {
         for step in &case.steps {
             match &step.action {
                 Action::Apply => self.apply(case, &case.policies, paths, false, result)?,
-                Action::Reload { policies, rejected } => self.apply(case, policies, paths, *rejected, result)?,
+                Action::Reload { policies, rejected } => {
+                    self.apply(case, policies, paths, *rejected, result)?
+                }
                 Action::Restart => {
                     self.agent.kill();
                     // With the agent gone, the pinned programs and tables must keep enforcing.
@@ -84,22 +106,53 @@ impl Runner {
         Ok(())
     }
 
-    fn apply(&mut self, case: &Case, policies: &Policies, paths: &Paths, rejected: bool, result: &mut CaseResult) -> Result<()> {
+    fn apply(
+        &mut self,
+        case: &Case,
+        policies: &Policies,
+        paths: &Paths,
+        rejected: bool,
+        result: &mut CaseResult,
+    ) -> Result<()> {
         result.checks += 1;
-        match (self.delivery.apply(&mut self.agent, case, policies, paths, rejected)?, rejected) {
+        match (
+            self.delivery
+                .apply(&mut self.agent, case, policies, paths, rejected)?,
+            rejected,
+        ) {
             (Applied::Ok, false) | (Applied::Rejected(_), true) => {}
-            (Applied::Rejected(why), false) => anyhow::bail!("the agent refused the case's policies: {why}"),
-            (Applied::Ok, true) => result.failures.push("the agent accepted policies it must refuse".into()),
+            (Applied::Rejected(why), false) => {
+                anyhow::bail!("the agent refused the case's policies: {why}")
+            }
+            (Applied::Ok, true) => result.failures.push(format!(
+                "{}: the agent accepted policies it must refuse",
+                case.origin
+            )),
         }
         Ok(())
     }
 
-    fn check_step(&mut self, case: &Case, topo: &Topology, step: &crate::case::Step, result: &mut CaseResult) {
-        let env = Env { exe: &self.exe, bin_dir: &self.bin_dir, topology: topo, case };
+    fn check_step(
+        &mut self,
+        case: &Case,
+        topo: &Topology,
+        step: &crate::case::Step,
+        result: &mut CaseResult,
+    ) {
+        let file = case
+            .origin
+            .rsplit_once(':')
+            .map_or(case.origin.as_str(), |(f, _)| f);
+        let env = Env {
+            exe: &self.exe,
+            bin_dir: &self.bin_dir,
+            topology: topo,
+            case,
+        };
         for c in &step.connections {
             result.checks += 1;
             if let Err(e) = check::connection(&env, &self.agent, c) {
-                result.failures.push(format!("line {}: {e}", c.line));
+                result.failures.push(format!("{file}:{}: {e}", c.line));
             }
         }
         for t in &step.tls {
@@ -108,7 +161,7 @@ impl Runner {
                 continue;
             }
             if let Err(e) = crate::tls::check(&self.pki, topo, case, &self.agent, t) {
-                result.failures.push(format!("line {}: {e}", t.line));
+                result.failures.push(format!("{file}:{}: {e}", t.line));
             }
         }
     }
@@ -126,7 +179,8 @@ impl Runner {
         for name in names {
             let path = self.bin_dir.join(&name);
             if !path.exists() {
-                std::fs::copy(&self.exe, &path).with_context(|| format!("copy the probe to {}", path.display()))?;
+                std::fs::copy(&self.exe, &path)
+                    .with_context(|| format!("copy the probe to {}", path.display()))?;
             }
         }
         Ok(())

@@ -32,7 +32,9 @@ impl Drop for Services {
 
 impl Services {
     pub fn start(exe: &Path, case: &Case, topo: &Topology) -> Result<Self> {
-        let mut services = Self { children: Vec::new() };
+        let mut services = Self {
+            children: Vec::new(),
+        };
         let mut listen: BTreeMap<String, Vec<(Protocol, SocketAddr)>> = BTreeMap::new();
         for c in case.steps.iter().flat_map(|s| s.connections.iter()) {
             let to = case.workload(&c.to).context("server workload")?;
@@ -46,10 +48,16 @@ impl Services {
             let mut cmd = Command::new(exe);
             cmd.args(["conformance", "serve"]);
             for (proto, addr) in addrs {
-                cmd.arg(if *proto == Protocol::Tcp { "--tcp" } else { "--udp" })
-                    .arg(addr.to_string());
+                cmd.arg(if *proto == Protocol::Tcp {
+                    "--tcp"
+                } else {
+                    "--udp"
+                })
+                .arg(addr.to_string());
             }
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
             let mut child = spawn_in(&mut cmd, &topo.netns_path(), None)?;
             let mut line = String::new();
             let stdout = child.stdout.take().context("serve stdout")?;
@@ -57,7 +65,10 @@ impl Services {
             if line.trim() != "ready" {
                 let _ = child.kill();
                 let out = child.wait_with_output()?;
-                bail!("echo server did not start: {}", String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "echo server did not start: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             services.children.push(child);
         }

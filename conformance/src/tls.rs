@@ -28,13 +28,20 @@ impl Pki {
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
         let sh = |cmd: &str| -> Result<()> {
-            let out = Command::new("sh").arg("-c").arg(cmd).current_dir(dir).output().context("sh")?;
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(dir)
+                .output()
+                .context("sh")?;
             if !out.status.success() {
                 bail!("{cmd}: {}", String::from_utf8_lossy(&out.stderr));
             }
             Ok(())
         };
-        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -subj /CN=meshward-conformance-ca -days 2")?;
+        sh(
+            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -subj /CN=meshward-conformance-ca -days 2",
+        )?;
         for (name, cn) in [("server", SERVER_NAME), ("client", "client.test")] {
             sh(&format!(
                 "openssl req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={cn} && \
@@ -42,7 +49,9 @@ impl Pki {
                  openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
             ))?;
         }
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+        })
     }
 
     fn path(&self, f: &str) -> String {
@@ -59,7 +68,13 @@ impl Drop for Server {
     }
 }
 
-pub fn check(pki: &Pki, topo: &Topology, case: &Case, agent: &Agent, t: &TlsCheck) -> Result<String, String> {
+pub fn check(
+    pki: &Pki,
+    topo: &Topology,
+    case: &Case,
+    agent: &Agent,
+    t: &TlsCheck,
+) -> Result<String, String> {
     let run = || -> Result<Result<String, String>> {
         let from = case.workload(&t.from).context("client")?;
         let to = case.workload(&t.to).context("server")?;
@@ -92,16 +107,34 @@ pub fn check(pki: &Pki, topo: &Topology, case: &Case, agent: &Agent, t: &TlsChec
             .context("s_client")?;
         let text = String::from_utf8_lossy(&out.stdout);
         if text.contains("Cipher is (NONE)") || !text.contains("Cipher is") {
-            return Ok(Err(format!("{}: no handshake: {}", label(t), String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""))));
+            return Ok(Err(format!(
+                "{}: no handshake: {}",
+                label(t),
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            )));
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let after = records(agent, &t.from, t.port)?;
-            if let Some(row) = after.iter().find(|r| count(r) > before.iter().find(|b| same_row(b, r)).map(count).unwrap_or(0)) {
+            if let Some(row) = after.iter().find(|r| {
+                count(r)
+                    > before
+                        .iter()
+                        .find(|b| same_row(b, r))
+                        .map(count)
+                        .unwrap_or(0)
+            }) {
                 return Ok(compare(t, row));
             }
             if Instant::now() > deadline {
-                return Ok(Err(format!("{}: the agent reported no new handshake for {} (records: {after:?})", label(t), t.from)));
+                return Ok(Err(format!(
+                    "{}: the agent reported no new handshake for {} (records: {after:?})",
+                    label(t),
+                    t.from
+                )));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -116,10 +149,22 @@ fn label(t: &TlsCheck) -> String {
 fn compare(t: &TlsCheck, row: &Value) -> Result<String, String> {
     for (field, want) in &t.expect {
         if &row[field] != want {
-            return Err(format!("{}: {field} is {}, expected {want} (record: {row})", label(t), row[field]));
+            return Err(format!(
+                "{}: {field} is {}, expected {want} (record: {row})",
+                label(t),
+                row[field]
+            ));
         }
     }
-    Ok(format!("{}: {}", label(t), t.expect.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")))
+    Ok(format!(
+        "{}: {}",
+        label(t),
+        t.expect
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ))
 }
 
 fn count(r: &Value) -> u64 {
@@ -153,7 +198,9 @@ fn records(agent: &Agent, workload: &str, port: u16) -> Result<Vec<Value>> {
 
 fn wait_listening(netns: &Path, addr: std::net::SocketAddr) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !in_netns(netns, move || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())? {
+    while !in_netns(netns, move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+    })? {
         if Instant::now() > deadline {
             bail!("s_server did not listen on {addr}");
         }
@@ -167,12 +214,15 @@ fn side_args(s: &TlsSide, server: bool, pki: &Pki) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let weak_version = matches!(s.version.as_deref(), Some("1" | "1.0" | "1.1"));
     if let Some(v) = &s.version {
-        a.push(match v.as_str() {
-            "1" | "1.0" => "-tls1",
-            "1.1" => "-tls1_1",
-            "1.2" => "-tls1_2",
-            _ => "-tls1_3",
-        }.into());
+        a.push(
+            match v.as_str() {
+                "1" | "1.0" => "-tls1",
+                "1.1" => "-tls1_1",
+                "1.2" => "-tls1_2",
+                _ => "-tls1_3",
+            }
+            .into(),
+        );
     }
     match &s.ciphers {
         Some(c) => {
@@ -191,13 +241,27 @@ fn side_args(s: &TlsSide, server: bool, pki: &Pki) -> Vec<String> {
         a.extend(["-alpn".into(), alpn.clone()]);
     }
     if server && s.client_cert {
-        a.extend(["-CAfile".into(), pki.path("ca.crt"), "-Verify".into(), "1".into(), "-verify_return_error".into()]);
+        a.extend([
+            "-CAfile".into(),
+            pki.path("ca.crt"),
+            "-Verify".into(),
+            "1".into(),
+            "-verify_return_error".into(),
+        ]);
     }
     if !server {
         if s.client_cert {
-            a.extend(["-cert".into(), pki.path("client.crt"), "-key".into(), pki.path("client.key")]);
+            a.extend([
+                "-cert".into(),
+                pki.path("client.crt"),
+                "-key".into(),
+                pki.path("client.key"),
+            ]);
         }
-        a.extend(["-servername".into(), s.sni.clone().unwrap_or_else(|| SERVER_NAME.into())]);
+        a.extend([
+            "-servername".into(),
+            s.sni.clone().unwrap_or_else(|| SERVER_NAME.into()),
+        ]);
     }
     a
 }

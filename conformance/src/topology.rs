@@ -36,7 +36,9 @@ impl Topology {
             cgroups: Vec::new(),
         };
         run("ip", &["netns", "add", &netns])?;
-        let mut batch = String::from("link set lo up\nlink add mw0 type veth peer name mw1\nlink set mw0 up\nlink set mw1 up\n");
+        let mut batch = String::from(
+            "link set lo up\nlink add mw0 type veth peer name mw1\nlink set mw0 up\nlink set mw1 up\n",
+        );
         let mut addresses: Vec<IpAddr> = case.workloads.iter().map(|w| w.address).collect();
         if !case.dns.is_empty() {
             addresses.push(DNS_ADDRESS.parse().expect("constant"));
@@ -50,10 +52,15 @@ impl Topology {
             }
         }
         run_batch(&netns, &batch)?;
-        for w in case.workloads.iter().filter(|w| w.placement == Placement::Local) {
+        for w in case
+            .workloads
+            .iter()
+            .filter(|w| w.placement == Placement::Local)
+        {
             let dir = cgroup_dir.join(&w.name);
             fs::create_dir_all(&dir).with_context(|| format!("create cgroup {}", dir.display()))?;
-            topo.cgroups.push((w.name.clone(), format!("{rel_dir}/{}", w.name)));
+            topo.cgroups
+                .push((w.name.clone(), format!("{rel_dir}/{}", w.name)));
         }
         Ok(topo)
     }
@@ -77,7 +84,9 @@ impl Drop for Topology {
             remove_cgroup(&self.cgroup_dir.join(w));
         }
         let _ = fs::remove_dir(&self.cgroup_dir);
-        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
     }
 }
 
@@ -120,7 +129,11 @@ fn run(program: &str, args: &[&str]) -> Result<()> {
         .output()
         .with_context(|| format!("run {program} (is iproute2 installed?)"))?;
     if !out.status.success() {
-        bail!("{program} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{program} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -142,7 +155,10 @@ fn run_batch(netns: &str, batch: &str) -> Result<()> {
         .context("write ip batch")?;
     let out = child.wait_with_output().context("wait for ip")?;
     if !out.status.success() {
-        bail!("ip -n {netns} -batch: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "ip -n {netns} -batch: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
