@@ -180,7 +180,7 @@ fn check(case: &Case) -> Result<()> {
                 let (line, msg) = d
                     .map(|d| (d.location.line, d.message.clone()))
                     .unwrap_or((0, "invalid".into()));
-                let line = line.saturating_sub(offset) + policies.first_line;
+                let line = (line.saturating_sub(offset) + policies.first_line).saturating_sub(1);
                 return Err((line.max(1), format!("policy: {msg}")));
             }
             (Ok(_), false) => {
@@ -260,8 +260,8 @@ fn policies(node: &Node) -> Result<Policies> {
     match &node.value {
         Value::Scalar { text, plain: false } => Ok(Policies {
             text: text.clone(),
-            // A block scalar's text starts on the line after its indicator.
-            first_line: node.line + 1,
+            // yaml-rust2 marks a block scalar at its first content line.
+            first_line: node.line,
         }),
         _ => Err((
             node.line,
@@ -571,5 +571,109 @@ impl<'n> Fields<'n> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "name: t/a\ntags: [x]\nworkloads:\n  - {name: client, namespace: shop}\n  - {name: api, placement: external, address: 203.0.113.9}\ndns:\n  api.example.com: api\npolicies: |\n  apiVersion: meshward.io/v1alpha1\n  kind: EgressPolicy\n  metadata: {name: e, namespace: shop}\n  spec:\n    action: DENY\n    rules:\n    - to: [{hosts: [\"{{ip:api}}/32\"], ports: [22]}]\nexpect:\n  - client -> api:22 deny rule e\n  - client -> api.example.com:443/udp allow as curl\n  - {from: client, to: api, port: 80, verdict: allow}\n";
+
+    fn error_of(text: &str) -> String {
+        load_file("c.yaml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_case_reads_whole() {
+        let cases = load_file("c.yaml", GOOD).unwrap();
+        let c = &cases[0];
+        assert_eq!(c.origin, "c.yaml:1");
+        assert_eq!(c.workloads[0].address.to_string(), "10.88.0.1");
+        assert_eq!(c.workloads[1].placement, Placement::External);
+        assert_eq!(c.policies.first_line, 9);
+        let rows = &c.steps[0].connections;
+        assert_eq!(rows.len(), 3);
+        assert_eq!(
+            (rows[0].line, rows[0].port, rows[0].verdict),
+            (17, 22, Verdict::Deny)
+        );
+        assert_eq!(rows[0].rule.as_deref(), Some("e"));
+        assert_eq!(rows[1].host.as_deref(), Some("api.example.com"));
+        assert_eq!(rows[1].to, "api");
+        assert_eq!(rows[1].protocol, Protocol::Udp);
+        assert_eq!(rows[1].binary.as_deref(), Some("curl"));
+        assert_eq!(rows[2].port, 80);
+        assert_eq!(c.binaries(), vec!["curl".to_string()]);
+    }
+
+    #[test]
+    fn problems_are_reported_at_their_line() {
+        let cases = [
+            (
+                GOOD.replace("namespace: shop}", "namespace: shop, color: red}"),
+                "c.yaml:4",
+                "unknown field `color`",
+            ),
+            (
+                GOOD.replace("client -> api:22 deny", "client -> nobody:22 deny"),
+                "c.yaml:17",
+                "no workload \"nobody\"",
+            ),
+            (
+                GOOD.replace("api:22 deny", "api:22 maybe"),
+                "c.yaml:17",
+                "verdict \"maybe\"",
+            ),
+            (
+                GOOD.replace("api:22 deny", "api:0 deny"),
+                "c.yaml:17",
+                "bad port",
+            ),
+            (
+                GOOD.replace("ports: [22]", "ports: [70000]"),
+                "c.yaml:15",
+                "out of range",
+            ),
+            (
+                GOOD.replace("api.example.com: api", "api.example.com: ghost"),
+                "c.yaml:1",
+                "no workload \"ghost\"",
+            ),
+            (GOOD.replace("tags: [x]", "tags: [x"), "c.yaml:3", ""),
+            (
+                GOOD.replace("name: t/a", "name: \"t a\""),
+                "c.yaml:1",
+                "case name",
+            ),
+        ];
+        for (text, origin, message) in cases {
+            let e = error_of(&text);
+            assert!(e.starts_with(&format!("{origin}: ")), "{e} (want {origin})");
+            assert!(e.contains(message), "{e} (want {message})");
+        }
+    }
+
+    #[test]
+    fn a_rejected_reload_must_really_be_invalid() {
+        let text = format!(
+            "{GOOD}steps:\n  - reload: |\n      apiVersion: meshward.io/v1alpha1\n      kind: EgressPolicy\n      metadata: {{name: e, namespace: shop}}\n      spec: {{action: DENY, rules: [{{to: [{{ports: [23]}}]}}]}}\n    rejected: true\n"
+        );
+        assert!(error_of(&text).contains("`rejected: true`, but these policies are valid"));
+        let invalid = text.replace("ports: [23]", "ports: [0]");
+        let cases = load_file("c.yaml", &invalid).unwrap();
+        assert!(matches!(
+            cases[0].steps[1].action,
+            Action::Reload { rejected: true, .. }
+        ));
+    }
+
+    #[test]
+    fn every_document_is_a_case() {
+        let two = format!("{GOOD}---\n{}", GOOD.replace("t/a", "t/b"));
+        let cases = load_file("c.yaml", &two).unwrap();
+        assert_eq!(cases.len(), 2);
+        assert_eq!(cases[1].origin, "c.yaml:21");
+        assert_eq!(cases[1].steps[0].connections[0].line, 37);
     }
 }

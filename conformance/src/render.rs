@@ -113,3 +113,39 @@ pub fn referenced_binaries(text: &str) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::load_file;
+
+    #[test]
+    fn placeholders_are_filled_without_moving_lines() {
+        let text = "name: t\nworkloads:\n  - {name: a}\n  - {name: b, placement: remote, address: \"fd00::2\"}\n  - {name: c, placement: external}\npolicies: |\n  # {{ip:b}} {{bin:curl}} {{dns}}\n  apiVersion: meshward.io/v1alpha1\n  kind: EgressPolicy\n  metadata: {name: e}\n  spec: {action: DENY, rules: [{to: [{hosts: [\"{{ip:c}}/32\"]}]}]}\n";
+        let case = &load_file("c.yaml", text).unwrap()[0];
+        let paths = Paths::placeholder();
+        let out = config_text(case, &case.policies, &paths);
+        assert!(
+            out.contains("# fd00::2 /run/meshward-conformance/bin/curl 10.88.255.53\n"),
+            "{out}"
+        );
+        assert!(out.contains("hosts: [\"10.88.0.3/32\"]"), "{out}");
+        assert_eq!(
+            out.lines().count(),
+            policies_offset(case) + case.policies.text.lines().count()
+        );
+        // The external workload has no entry; the remote one has no cgroup.
+        assert_eq!(out.matches("kind: WorkloadEntry").count(), 2);
+        assert_eq!(out.matches("meshward.io/cgroup").count(), 1);
+        assert_eq!(
+            local_entries_text(case, &paths)
+                .matches("kind: WorkloadEntry")
+                .count(),
+            1
+        );
+        assert_eq!(
+            referenced_binaries(&case.policies.text),
+            vec!["curl".to_string()]
+        );
+    }
+}
