@@ -93,3 +93,8 @@ fn runner_reports_wrong_expectations_and_malformed_files_with_their_line() {
     assert_eq!(xml.matches("<testcase ").count(), 3);
     assert_eq!(xml.matches("<failure ").count(), 2);
 }
+
+#[test]
+fn every_case_passes_with_policies_over_xds() {
+    embedded_suite("xds");
+}

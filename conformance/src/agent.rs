@@ -111,11 +111,6 @@ impl Agent {
         Ok(reload_outcome(&h))
     }
 
-    /// Waits until an xDS push has been applied (the generation moved on since `generation`).
-    pub fn wait_generation_after(&mut self, generation: &Value) -> Result<Value> {
-        self.wait("the xDS update", |h| h["generation"] != *generation)
-    }
-
     pub fn health(&self) -> Result<Value> {
         self.json("/healthz")
     }

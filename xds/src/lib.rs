@@ -5,6 +5,10 @@
 //!   `meshward.v1alpha1.EgressPolicy` (`xds/proto/meshward.proto`), as prost messages.
 //! - [`to_config`]: a [`Snapshot`] of those resources → `control::Config`, with the meaning of
 //!   the YAML forms; invalid resources become [`Rejections`] naming resource and reason.
+//! - [`from_config`]: the reverse, a `control::Config` (YAML files) → resources, for a
+//!   control plane or test that serves policies written as YAML.
+//! - [`server::AdsServer`]: an ADS server (Delta and SotW) of a replaceable snapshot, that
+//!   tells when every stream has ACKed a version (or why one NACKed it).
 //! - [`Client`]: Delta or State-of-the-World ADS over tonic, with ACK/NACK, reconnects with
 //!   backoff and jitter, HTTP/2 keepalive and TLS; it hands every response to a [`Sink`] and
 //!   NACKs what the sink rejects, keeping the last accepted resources.
@@ -22,14 +26,17 @@
 
 mod client;
 mod convert;
+mod encode;
 pub mod proto;
 mod rejection;
 mod resource;
+pub mod server;
 mod snapshot;
 mod status;
 
 pub use client::{Backoff, Client, Mode, Options, Sink, SinkFn, TlsOptions, Update, sink_fn};
 pub use convert::{selector_label, to_config};
+pub use encode::{from_config, workload_uid};
 pub use rejection::{Rejection, Rejections, location, parse_location};
 pub use resource::{Resource, ResourceType};
 pub use snapshot::{Entry, ResourceSet, Snapshot};

@@ -17,74 +17,8 @@ use xds::proto::egress::{self, EgressPolicy};
 use xds::proto::workload::{Address, Workload, address};
 use xds::{Entry, Resource, ResourceSet, ResourceType, Snapshot, to_config};
 
-const YAML: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: web, namespace: shop}
-spec: {labels: {app: web}, serviceAccount: web-sa, address: 10.0.0.1}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: db, namespace: shop}
-spec: {labels: {app: db}, serviceAccount: db-sa, address: 10.0.0.2}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: api, namespace: other}
-spec: {labels: {app: api}, address: "2001:db8::1"}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: mon, namespace: istio-system}
-spec: {labels: {app: mon}, serviceAccount: mon, address: 10.0.0.9}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-other, namespace: shop}
-spec:
-  action: DENY
-  rules:
-  - from: [{source: {notNamespaces: [shop]}}]
-    to: [{operation: {ports: ["5432"]}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: db-only, namespace: shop}
-spec:
-  selector: {matchLabels: {app: db}}
-  rules:
-  - from:
-    - source: {principals: [cluster.local/ns/shop/sa/web-sa]}
-    - source: {ipBlocks: [10.0.0.0/24], notIpBlocks: [10.0.0.9/32]}
-    to: [{operation: {notPorts: ["22"]}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: global-audit, namespace: istio-system}
-spec:
-  action: AUDIT
-  rules:
-  - from: [{source: {namespaces: ["sh*"]}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-sa, namespace: other}
-spec:
-  rules:
-  - from: [{source: {principals: ["*/ns/shop/sa/web-sa"]}}]
-    when: [{key: destination.port, values: ["8080"]}]
-  - from: [{source: {notPrincipals: ["*/sa/db-sa"], principals: ["*"]}}]
-    when: [{key: source.ip, notValues: ["10.0.0.0/31"]}, {key: destination.ip, values: ["2001:db8::/64"]}]
----
-apiVersion: meshward.io/v1alpha1
-kind: EgressPolicy
-metadata: {name: web-out, namespace: shop}
-spec:
-  selector: {matchLabels: {app: web}}
-  rules:
-  - to: [{hosts: ["10.0.0.2", "192.168.0.0/16"], ports: ["5432", "443"]}]
-  - to: [{hosts: ["*"], ports: ["53"]}]
-"#;
+/// The YAML form (shared with `encode_roundtrip.rs`).
+const YAML: &str = include_str!("data/equivalence.yaml");
 
 fn exact(s: &str) -> StringMatch {
     StringMatch {
