@@ -28,6 +28,9 @@ pub struct Agent {
 pub enum Applied {
     Ok,
     Rejected(String),
+    /// The delivery has no form for these policies (e.g. CUSTOM over xDS): the case is
+    /// skipped in this mode, with the reason.
+    Unsupported(String),
 }
 
 impl Agent {

@@ -44,7 +44,9 @@ impl Delivery for Files {
     fn clear(&mut self, agent: &mut Agent) -> Result<()> {
         match agent.apply_file("")? {
             Applied::Ok => Ok(()),
-            Applied::Rejected(why) => anyhow::bail!("an empty config was refused: {why}"),
+            Applied::Rejected(why) | Applied::Unsupported(why) => {
+                anyhow::bail!("an empty config was refused: {why}")
+            }
         }
     }
 }

@@ -165,6 +165,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             tags: vec!["malformed".into()],
             checks: 1,
             failures: vec![e.to_string()],
+            skipped: None,
             took: Default::default(),
         })
         .collect();
@@ -194,11 +195,14 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         report::write_junit(path, &format!("meshward-conformance-{via}"), &results)
             .with_context(|| format!("write {}", path.display()))?;
     }
-    let failed = results.iter().any(|r| !r.passed());
+    let failed = results.iter().any(report::CaseResult::failed);
     if failed {
         println!("agent log: {}", log.display());
     } else {
         let _ = std::fs::remove_dir_all(&scratch);
+    }
+    if let Some(line) = report::skipped_line(&results) {
+        println!("{line}");
     }
     println!("{}", report::summary(&results));
     Ok(if failed {

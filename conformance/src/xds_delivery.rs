@@ -87,7 +87,7 @@ impl Delivery for Xds {
             // Then the control plane goes back to what the agent accepted, as one fixing its
             // mistake would: a resource it keeps refusing would hold up a restarted agent's
             // initial sync.
-            if let Applied::Rejected(why) = self.serve(good)? {
+            if let Applied::Rejected(why) | Applied::Unsupported(why) = self.serve(good)? {
                 anyhow::bail!("the last good resources were refused after a NACK: {why}");
             }
             return Ok(outcome);
@@ -95,8 +95,15 @@ impl Delivery for Xds {
         let text = render::config_text(case, policies, paths);
         let config = control::load_config_str("case.yaml", &text)
             .map_err(|d| anyhow!("the case's policies: {}", first_error(&d)))?;
-        let resources = xds::from_config(&config, &control::Settings::default())
-            .map_err(|d| anyhow!("no xDS form: {}", first_error(&d)))?;
+        let resources = match xds::from_config(&config, &control::Settings::default()) {
+            Ok(r) => r,
+            Err(d) => {
+                return Ok(Applied::Unsupported(format!(
+                    "no xDS form: {}",
+                    first_error(&d)
+                )));
+            }
+        };
         let served = resources
             .iter()
             .map(Served::of)
@@ -106,7 +113,7 @@ impl Delivery for Xds {
     }
 
     fn clear(&mut self, agent: &mut Agent) -> Result<()> {
-        if let Applied::Rejected(why) = self.serve(Vec::new())? {
+        if let Applied::Rejected(why) | Applied::Unsupported(why) = self.serve(Vec::new())? {
             anyhow::bail!("an empty update was refused: {why}");
         }
         match agent.apply_file("")? {
