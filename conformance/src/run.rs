@@ -132,6 +132,7 @@ impl Runner {
                 "{}: the agent accepted policies it must refuse",
                 case.origin
             )),
+            (Applied::Unsupported(why), _) => result.skipped = Some(why),
         }
         Ok(())
     }

@@ -118,7 +118,9 @@ impl Delivery for Xds {
         }
         match agent.apply_file("")? {
             Applied::Ok => Ok(()),
-            Applied::Rejected(why) => anyhow::bail!("an empty config was refused: {why}"),
+            Applied::Rejected(why) | Applied::Unsupported(why) => {
+                anyhow::bail!("an empty config was refused: {why}")
+            }
         }
     }
 }
