@@ -88,7 +88,9 @@ pub(crate) struct Peer<'a> {
 }
 
 /// `principals: [...]` (any value matches) or `notPrincipals: [...]` (`negated`: none matches).
-/// A source without the attribute (UNKNOWN identity) matches neither form.
+/// A source without the attribute (UNKNOWN identity) has no value that could match, so it
+/// matches every negated form and no plain one — as in ztunnel, where `DENY notPrincipals: ["*"]`
+/// is how "require mTLS" is written and must deny plaintext peers.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct IdentityField {
     pub attr: Attr,
@@ -102,7 +104,10 @@ impl IdentityField {
             Attr::Principal => peer.principal,
             Attr::Namespace => peer.namespace,
         };
-        value.is_some_and(|v| self.values.iter().any(|m| m.matches(v)) != self.negated)
+        match value {
+            Some(v) => self.values.iter().any(|m| m.matches(v)) != self.negated,
+            None => self.negated,
+        }
     }
 }
 

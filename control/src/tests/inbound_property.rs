@@ -275,12 +275,12 @@ struct Src<'a> {
 }
 
 /// `values` any-match / `not_values` none-match over an attribute that may be absent (then
-/// neither form matches).
+/// only the negated form matches: no value matches).
 fn attr_field(attr: Option<&str>, patterns: &[Spanned<String>], negated: bool) -> bool {
     if patterns.is_empty() {
         return true;
     }
-    let Some(v) = attr else { return false };
+    let Some(v) = attr else { return negated };
     patterns.iter().any(|p| str_matches(&p.value, v)) != negated
 }
 
@@ -342,9 +342,7 @@ fn rule_matches(rule: &AuthorizationRule, server: &Workload, src: &Src<'_>, port
             } else {
                 namespace
             };
-            attr.is_some()
-                && attr_field(attr, &c.values, false)
-                && attr_field(attr, &c.not_values, true)
+            attr_field(attr, &c.values, false) && attr_field(attr, &c.not_values, true)
         }
         "destination.port" => {
             let p = |t: &Spanned<String>| t.value.parse::<u16>().unwrap() == port;

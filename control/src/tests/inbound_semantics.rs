@@ -285,18 +285,19 @@ fn principals_and_not_principals() {
         allowed_sources("{principals: [web-sa]}"),
         Vec::<&str>::new()
     );
-    // Not-twins: a source without identity (UNKNOWN) matches neither form.
+    // Not-twins: a source without identity (UNKNOWN: 10.0.0.9, 11.0.0.1) has no principal
+    // that could match, so every notPrincipals matches it (as in ztunnel).
     assert_eq!(
         allowed_sources("{notPrincipals: [cluster.local/ns/shop/sa/web-sa]}"),
-        vec!["other/api"]
+        vec!["other/api", "10.0.0.9", "11.0.0.1"]
     );
     assert_eq!(
         allowed_sources("{notPrincipals: [\"*\"]}"),
-        Vec::<&str>::new()
+        vec!["10.0.0.9", "11.0.0.1"]
     );
     assert_eq!(
         allowed_sources("{notPrincipals: [\"*/sa/default\"]}"),
-        vec!["shop/web", "shop/batch"]
+        vec!["shop/web", "shop/batch", "10.0.0.9", "11.0.0.1"]
     );
     // Both fields AND-ed.
     assert_eq!(
@@ -321,7 +322,7 @@ fn namespaces_and_not_namespaces() {
     );
     assert_eq!(
         allowed_sources("{notNamespaces: [shop]}"),
-        vec!["other/api"]
+        vec!["other/api", "10.0.0.9", "11.0.0.1"]
     );
     assert_eq!(
         allowed_sources("{namespaces: [shop], notPrincipals: [\"*web-sa\"]}"),
@@ -402,8 +403,8 @@ fn ports_and_not_ports() {
         decide(&p, "shop/db", "other/api", 22),
         "deny authz:shop/d#0"
     );
-    // UNKNOWN has no namespace: notNamespaces does not match it.
-    assert_eq!(decide(&p, "shop/db", "11.0.0.1", 22), DEFAULT_DENY);
+    // UNKNOWN has no namespace, so notNamespaces matches it.
+    assert_eq!(decide(&p, "shop/db", "11.0.0.1", 22), "deny authz:shop/d#0");
 }
 
 #[test]
@@ -442,8 +443,11 @@ fn when_conditions() {
         decide(&p, "shop/db", "other/api", 81),
         "allow authz:shop/a#1"
     );
-    // UNKNOWN: no namespace, so the notValues condition does not match either.
-    assert_eq!(decide(&p, "shop/db", "11.0.0.1", 81), DEFAULT_DENY);
+    // UNKNOWN: no namespace, so the notValues condition matches.
+    assert_eq!(
+        decide(&p, "shop/db", "11.0.0.1", 81),
+        "allow authz:shop/a#2"
+    );
     // destination.ip is the server's own address.
     assert_eq!(
         decide(&p, "other/api", "11.0.0.1", 80),
@@ -630,12 +634,9 @@ fn unknown_identity_semantics() {
             "  rules:\n  - from: [{source: {notNamespaces: [other]}}]\n  - from: [{source: {ipBlocks: [\"0.0.0.0/0\"]}}]\n"
         ),
     ));
-    // notPrincipals does not match UNKNOWN, so the DENY does not apply to it...
-    assert_eq!(
-        decide(&p, "shop/db", "11.0.0.1", 80),
-        "allow authz:shop/a#1"
-    );
-    // ...but does to a known workload with another principal.
+    // notPrincipals matches UNKNOWN (no principal can match), so the DENY applies to it...
+    assert_eq!(decide(&p, "shop/db", "11.0.0.1", 80), "deny authz:shop/d#0");
+    // ...and to a known workload with another principal.
     assert_eq!(
         decide(&p, "shop/db", "other/api", 80),
         "deny authz:shop/d#0"
@@ -644,8 +645,11 @@ fn unknown_identity_semantics() {
         decide(&p, "shop/db", "shop/web", 80),
         "allow authz:shop/a#0"
     );
-    // An identity-less IPv6 source misses the IPv4-only block too.
-    assert_eq!(decide(&p, "shop/db", "2001:db8::99", 80), DEFAULT_DENY);
+    // An identity-less IPv6 source is denied by the notPrincipals DENY as well.
+    assert_eq!(
+        decide(&p, "shop/db", "2001:db8::99", 80),
+        "deny authz:shop/d#0"
+    );
 }
 
 #[test]
