@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::agent::Agent;
 use crate::case::{Case, Connection, Verdict};
 use crate::spawn::spawn_in;
-use crate::topology::{DNS_ADDRESS, Topology};
+use crate::topology::{DNS_ADDRESS, DNS_ADDRESS6, Topology};
 
 pub struct Env<'a> {
     pub exe: &'a Path,
@@ -103,7 +103,14 @@ fn run_probe(env: &Env<'_>, c: &Connection) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     match &c.host {
-        Some(name) => cmd.args(["--resolve", name, "--dns", DNS_ADDRESS]),
+        Some(name) => {
+            let dns = if from.address.is_ipv6() {
+                DNS_ADDRESS6
+            } else {
+                DNS_ADDRESS
+            };
+            cmd.args(["--resolve", name, "--dns", dns])
+        }
         None => cmd.args(["--dst", &to.address.to_string()]),
     };
     let procs = env.topology.cgroup_procs(&from.name);

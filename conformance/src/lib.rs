@@ -117,9 +117,11 @@ fn select(sel: &Selection) -> Result<(Vec<Case>, Vec<LoadError>)> {
     let mut cases: Vec<Case> = Vec::new();
     let mut errors = Vec::new();
     for (file, text) in case_files(sel)? {
-        match load::load_file(&file, &text) {
-            Ok(found) => cases.extend(found),
-            Err(e) => errors.push(e),
+        for loaded in load::load_cases(&file, &text) {
+            match loaded {
+                Ok(case) => cases.push(case),
+                Err(e) => errors.push(e),
+            }
         }
     }
     let mut seen = std::collections::BTreeMap::new();

@@ -25,12 +25,20 @@ type Result<T> = std::result::Result<T, (usize, String)>;
 
 /// Every case of one file, or the file's first problem.
 pub fn load_file(file: &str, text: &str) -> std::result::Result<Vec<Case>, LoadError> {
+    load_cases(file, text).into_iter().collect()
+}
+
+/// Each case of one file on its own: a bad case does not hide the good ones next to it. A YAML
+/// syntax error spoils the whole file.
+pub fn load_cases(file: &str, text: &str) -> Vec<std::result::Result<Case, LoadError>> {
     let fail = |(line, message): (usize, String)| LoadError {
         origin: format!("{file}:{line}"),
         message,
     };
-    let docs = parse_documents(text).map_err(|e| fail((e.line, e.message)))?;
-    docs.iter().map(|d| case(file, d).map_err(fail)).collect()
+    match parse_documents(text) {
+        Ok(docs) => docs.iter().map(|d| case(file, d).map_err(fail)).collect(),
+        Err(e) => vec![Err(fail((e.line, e.message)))],
+    }
 }
 
 fn case(file: &str, node: &Node) -> Result<Case> {
@@ -165,6 +173,20 @@ fn check(case: &Case) -> Result<()> {
                     return Err((t.line, format!("no workload {who:?} in this case")));
                 }
             }
+            let clash = case
+                .steps
+                .iter()
+                .flat_map(|s| s.connections.iter())
+                .any(|c| c.to == t.to && c.port == t.port && c.protocol == Protocol::Tcp);
+            if clash {
+                return Err((
+                    t.line,
+                    format!(
+                        "{}:{} has an echo server for connection rows; give the TLS server another port",
+                        t.to, t.port
+                    ),
+                ));
+            }
         }
         let (policies, must_load) = match &step.action {
             Action::Apply => (&case.policies, true),
@@ -172,7 +194,16 @@ fn check(case: &Case) -> Result<()> {
             Action::Restart => continue,
         };
         let text = render::config_text(case, policies, &render::Paths::placeholder());
-        let loaded = control::load_config_str("case.yaml", &text);
+        // Parsed and compiled, as the agent does (compiling finds e.g. two workloads with one
+        // address); binaries are resolved only on the node, at run time.
+        let loaded = control::load_config_str("case.yaml", &text).and_then(|config| {
+            control::compile(
+                &config,
+                &control::Settings::default(),
+                &control::Resolutions::new(),
+                &control::RuleIds::new(),
+            )
+        });
         match (loaded, must_load) {
             (Err(diags), true) => {
                 let offset = render::policies_offset(case);
@@ -180,8 +211,12 @@ fn check(case: &Case) -> Result<()> {
                 let (line, msg) = d
                     .map(|d| (d.location.line, d.message.clone()))
                     .unwrap_or((0, "invalid".into()));
-                let line = (line.saturating_sub(offset) + policies.first_line).saturating_sub(1);
-                return Err((line.max(1), format!("policy: {msg}")));
+                // The runner's own WorkloadEntries come first: a problem there is the case's.
+                if line <= offset {
+                    return Err((step.line, format!("workloads: {msg}")));
+                }
+                let line = line - offset + policies.first_line - 1;
+                return Err((line, format!("policy: {msg}")));
             }
             (Ok(_), false) => {
                 return Err((
@@ -666,6 +701,42 @@ mod tests {
             cases[0].steps[1].action,
             Action::Reload { rejected: true, .. }
         ));
+    }
+
+    #[test]
+    fn a_bad_case_does_not_hide_its_neighbours() {
+        let text = format!(
+            "{GOOD}---\n{}",
+            GOOD.replace("t/a", "t/b")
+                .replace("api:22 deny", "api:22 maybe")
+        );
+        let loaded = load_cases("c.yaml", &text);
+        assert_eq!(loaded.len(), 2);
+        assert!(loaded[0].is_ok());
+        assert!(
+            loaded[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .starts_with("c.yaml:37: ")
+        );
+    }
+
+    #[test]
+    fn a_tls_row_needs_a_port_of_its_own() {
+        let text = format!(
+            "{GOOD}tls:\n  - {{from: client, to: api, port: 80, expect: {{tls_version: TLS 1.3}}}}\n"
+        );
+        assert!(error_of(&text).contains("has an echo server for connection rows"));
+    }
+
+    #[test]
+    fn compile_time_problems_are_found_before_the_run() {
+        let text = GOOD.replace(
+            "placement: external, address: 203.0.113.9",
+            "placement: remote, address: 10.88.0.1",
+        );
+        assert!(error_of(&text).contains("10.88.0.1"), "{}", error_of(&text));
     }
 
     #[test]

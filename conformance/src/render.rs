@@ -87,9 +87,11 @@ fn quote(v: &str) -> String {
 }
 
 /// `{{ip:NAME}}` → the workload's address, `{{bin:NAME}}` → the path of binary NAME,
-/// `{{dns}}` → the case's DNS server.
+/// `{{dns}}` / `{{dns6}}` → the case's DNS server's IPv4 / IPv6 address.
 pub fn substitute(case: &Case, text: &str, paths: &Paths) -> String {
-    let mut out = text.replace("{{dns}}", crate::topology::DNS_ADDRESS);
+    let mut out = text
+        .replace("{{dns}}", crate::topology::DNS_ADDRESS)
+        .replace("{{dns6}}", crate::topology::DNS_ADDRESS6);
     for w in &case.workloads {
         out = out.replace(&format!("{{{{ip:{}}}}}", w.name), &w.address.to_string());
     }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::case::{Case, Protocol};
 use crate::spawn::spawn_in;
-use crate::topology::{DNS_ADDRESS, Topology};
+use crate::topology::{DNS_ADDRESS, DNS_ADDRESS6, Topology};
 
 pub struct Services {
     children: Vec<Child>,
@@ -91,7 +91,7 @@ fn dnsmasq(case: &Case, topo: &Topology) -> Result<Child> {
         "--port=53",
         "--local-ttl=60",
     ])
-    .arg(format!("--listen-address={DNS_ADDRESS}"))
+    .arg(format!("--listen-address={DNS_ADDRESS},{DNS_ADDRESS6}"))
     .stdin(Stdio::null())
     .stdout(Stdio::null())
     .stderr(Stdio::null());

@@ -86,18 +86,31 @@ pub fn check(
             .arg("-key")
             .arg(pki.path("server.key"))
             .arg("-quiet")
-            .args(side_args(&t.server, true, pki))
+            .args(side_args(&t.server, true, pki, &t.client))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let _server = Server(spawn_in(&mut server, &topo.netns_path(), None)?);
-        wait_listening(&topo.netns_path(), addr)?;
+            .stderr(Stdio::piped());
+        let mut server = Server(spawn_in(&mut server, &topo.netns_path(), None)?);
+        if let Err(e) = wait_listening(&topo.netns_path(), addr) {
+            let _ = server.0.kill();
+            let mut err = String::new();
+            if let Some(mut stderr) = server.0.stderr.take() {
+                use std::io::Read;
+                let _ = stderr.read_to_string(&mut err);
+            }
+            bail!("{e}: {}", err.trim());
+        }
         let before = records(agent, &t.from, t.port)?;
         let mut client = Command::new("openssl");
         client
             .args(["s_client", "-connect", &addr.to_string(), "-CAfile"])
             .arg(pki.path("ca.crt"))
-            .args(side_args(&t.client, false, pki))
+            // From the client workload's own address: its identity for the server's policy.
+            .args([
+                "-bind",
+                &std::net::SocketAddr::new(from.address, 0).to_string(),
+            ])
+            .args(side_args(&t.client, false, pki, &t.server))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -198,9 +211,9 @@ fn records(agent: &Agent, workload: &str, port: u16) -> Result<Vec<Value>> {
 
 fn wait_listening(netns: &Path, addr: std::net::SocketAddr) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !in_netns(netns, move || {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-    })? {
+    // Read the namespace's socket table rather than connect: a probe connection would be a
+    // client of its own under the case's inbound policy.
+    while !in_netns(netns, move || listening(addr.port()))? {
         if Instant::now() > deadline {
             bail!("s_server did not listen on {addr}");
         }
@@ -209,10 +222,27 @@ fn wait_listening(netns: &Path, addr: std::net::SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// Whether a TCP socket of this thread's network namespace listens on `port`.
+fn listening(port: u16) -> bool {
+    ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .any(|table| {
+            table.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let local_port = f.get(1).and_then(|a| a.rsplit(':').next());
+                local_port.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port)
+                    && f.get(3) == Some(&"0A")
+            })
+        })
+}
+
 /// OpenSSL options for one side. Weak protocol versions and ciphers need security level 0.
-fn side_args(s: &TlsSide, server: bool, pki: &Pki) -> Vec<String> {
+fn side_args(s: &TlsSide, server: bool, pki: &Pki, peer: &TlsSide) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
-    let weak_version = matches!(s.version.as_deref(), Some("1" | "1.0" | "1.1"));
+    let weak = |side: &TlsSide| matches!(side.version.as_deref(), Some("1" | "1.0" | "1.1"));
+    // Either end at a legacy version needs both at security level 0 to meet.
+    let weak_version = weak(s) || weak(peer);
     if let Some(v) = &s.version {
         a.push(
             match v.as_str() {

@@ -14,8 +14,10 @@ use anyhow::{Context, Result, bail};
 
 use crate::case::{Case, Placement};
 
-/// Where the case's DNS server listens (inside the case's namespace).
+/// Where the case's DNS server listens (inside the case's namespace), for IPv4 and IPv6
+/// clients.
 pub const DNS_ADDRESS: &str = "10.88.255.53";
+pub const DNS_ADDRESS6: &str = "fd00:88::53";
 
 pub struct Topology {
     pub netns: String,
@@ -42,6 +44,7 @@ impl Topology {
         let mut addresses: Vec<IpAddr> = case.workloads.iter().map(|w| w.address).collect();
         if !case.dns.is_empty() {
             addresses.push(DNS_ADDRESS.parse().expect("constant"));
+            addresses.push(DNS_ADDRESS6.parse().expect("constant"));
         }
         addresses.sort();
         addresses.dedup();

@@ -652,6 +652,19 @@ impl Reconciler {
             .apply(&generation, self.opts.events_per_sec)
             .await?;
         self.attachments.retain(&governed);
+        if let Some(previous) = &self.compiled {
+            let moves = renumbered(previous, compiled);
+            match self.shared.dns().renumber(&moves) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    pairs = n,
+                    "DNS-learned addresses moved with their workloads' new ids"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "DNS-learned addresses could not follow renumbered workloads")
+                }
+            }
+        }
         if !self.swept_stale_links {
             self.attachments.remove_stale_pins(&self.kernel);
             self.swept_stale_links = true;
@@ -758,4 +771,25 @@ fn rejections(diags: &Diagnostics, changed: ResourceType) -> Rejections {
         return Rejection::of(changed, "", "refused").into();
     }
     r
+}
+
+/// Workload ids of `previous` that name another workload (or none) in `next`: old id → the
+/// same workload's new id, or None when it is gone.
+fn renumbered(
+    previous: &control::CompiledPolicy,
+    next: &control::CompiledPolicy,
+) -> BTreeMap<u32, Option<u32>> {
+    let now: BTreeMap<(&str, &str), u32> = next
+        .workloads
+        .iter()
+        .map(|w| ((w.namespace.as_str(), w.name.as_str()), w.workload_id))
+        .collect();
+    previous
+        .workloads
+        .iter()
+        .filter_map(|w| {
+            let new_id = now.get(&(w.namespace.as_str(), w.name.as_str())).copied();
+            (new_id != Some(w.workload_id)).then_some((w.workload_id, new_id))
+        })
+        .collect()
 }

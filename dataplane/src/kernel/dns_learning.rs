@@ -3,6 +3,7 @@
 //! and deletes pairs whose every name expired (the map is bounded, so dead entries would
 //! otherwise crowd out new ones).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use anyhow::{Context, Result};
@@ -129,6 +130,38 @@ impl DnsMaps {
                 .collect(),
             Err(_) => Vec::new(),
         }
+    }
+
+    /// Moves what was learned to the workloads' new ids after a generation renumbered them
+    /// (`moves`: old id → new id, or None for a workload that is gone). Learning is per
+    /// workload: without this, addresses a workload looked up would belong to whichever
+    /// workload took its id. Returns how many pairs moved or went.
+    pub fn renumber(&mut self, moves: &BTreeMap<u32, Option<u32>>) -> Result<usize> {
+        if moves.is_empty() {
+            return Ok(0);
+        }
+        let affected: Vec<(LearnedKey, LearnedNames)> = self
+            .learned
+            .iter()
+            .filter_map(Result::ok)
+            .filter(|(k, _)| moves.contains_key(&k.workload_id))
+            .collect();
+        // Every old key first, then the new ones: ids may move onto each other.
+        for (k, _) in &affected {
+            self.learned.remove(k).context("clear DNS_LEARNED")?;
+        }
+        for (k, v) in &affected {
+            if let Some(Some(new_id)) = moves.get(&k.workload_id) {
+                let key = LearnedKey {
+                    workload_id: *new_id,
+                    ..*k
+                };
+                self.learned
+                    .insert(&key, v, 0)
+                    .context("write DNS_LEARNED")?;
+            }
+        }
+        Ok(affected.len())
     }
 
     /// Deletes the pairs whose every name has expired; returns how many.
