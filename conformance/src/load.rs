@@ -66,7 +66,7 @@ fn case(file: &str, node: &Node) -> Result<Case> {
         ));
     }
     let tags = match f.get("tags") {
-        Some(n) => list(n)?.iter().map(|t| scalar(t)).collect::<Result<_>>()?,
+        Some(n) => list(n)?.iter().map(scalar).collect::<Result<_>>()?,
         None => Vec::new(),
     };
     let description = f
