@@ -22,6 +22,7 @@
 mod delta;
 mod interest;
 mod progress;
+mod pump;
 mod snapshot;
 mod sotw;
 
@@ -215,10 +216,10 @@ impl AggregatedDiscoveryService for Service {
     ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
         let (tx, rx) = mpsc::channel(8);
         let guard = self.progress.open("sotw");
-        tokio::spawn(sotw::serve(
+        tokio::spawn(pump::pump(
+            sotw::stream(guard),
             request.into_inner(),
             self.snapshot.clone(),
-            guard,
             tx,
         ));
         Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -230,10 +231,10 @@ impl AggregatedDiscoveryService for Service {
     ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
         let (tx, rx) = mpsc::channel(8);
         let guard = self.progress.open("delta");
-        tokio::spawn(delta::serve(
+        tokio::spawn(pump::pump(
+            delta::stream(guard),
             request.into_inner(),
             self.snapshot.clone(),
-            guard,
             tx,
         ));
         Ok(tonic::Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -2,14 +2,12 @@
 //! per type is in flight at a time; a changed set is sent once the previous one is answered.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use tokio::sync::{mpsc, watch};
-use tokio_stream::StreamExt;
 
 use super::interest::Interest;
 use super::progress::StreamGuard;
+use super::pump::Protocol;
 use super::snapshot::ServedSnapshot;
 use crate::resource::ResourceType;
 
@@ -21,46 +19,39 @@ struct Sub {
     seen: Option<u64>,
 }
 
-struct Stream {
+pub(super) struct Stream {
     guard: StreamGuard,
     subs: BTreeMap<ResourceType, Sub>,
     nonces: u64,
 }
 
-pub(super) async fn serve(
-    mut requests: tonic::Streaming<DiscoveryRequest>,
-    mut snapshot: watch::Receiver<Arc<ServedSnapshot>>,
-    guard: StreamGuard,
-    tx: mpsc::Sender<Result<DiscoveryResponse, tonic::Status>>,
-) {
-    let mut s = Stream {
+/// A new stream's state.
+pub(super) fn stream(guard: StreamGuard) -> Stream {
+    Stream {
         guard,
         subs: BTreeMap::new(),
         nonces: 0,
-    };
-    loop {
-        let out = tokio::select! {
-            request = requests.next() => match request {
-                Some(Ok(r)) => {
-                    let current = snapshot.borrow().clone();
-                    s.request(r, &current)
-                }
-                _ => return,
-            },
-            changed = snapshot.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let current = snapshot.borrow_and_update().clone();
-                let types: Vec<ResourceType> = s.subs.keys().copied().collect();
-                types.into_iter().filter_map(|t| s.flush(t, &current)).collect()
-            }
-        };
-        for response in out {
-            if tx.send(Ok(response)).await.is_err() {
-                return;
-            }
-        }
+    }
+}
+
+impl Protocol for Stream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+
+    fn request(
+        &mut self,
+        r: DiscoveryRequest,
+        snapshot: &ServedSnapshot,
+    ) -> Vec<DiscoveryResponse> {
+        Stream::request(self, r, snapshot)
+    }
+
+    fn changed(&mut self, snapshot: &ServedSnapshot) -> Vec<DiscoveryResponse> {
+        let types: Vec<ResourceType> = self.subs.keys().copied().collect();
+        types
+            .into_iter()
+            .filter_map(|t| self.flush(t, snapshot))
+            .collect()
     }
 }
 
