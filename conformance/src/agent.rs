@@ -28,7 +28,7 @@ pub struct Agent {
 pub enum Applied {
     Ok,
     Rejected(String),
-    /// The delivery has no form for these policies (e.g. CUSTOM over xDS): the case is
+    /// The delivery has no form for these policies (none is known today): the case is
     /// skipped in this mode, with the reason.
     Unsupported(String),
 }

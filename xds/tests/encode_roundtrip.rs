@@ -312,8 +312,263 @@ spec:
     }
 }
 
+/// The Authorization resources `from_config` makes, by `namespace/name`.
+fn authorizations(
+    resources: &[Resource],
+) -> BTreeMap<String, xds::proto::authorization::Authorization> {
+    resources
+        .iter()
+        .filter_map(|r| match r {
+            Resource::Authorization(a) => Some((format!("{}/{}", a.namespace, a.name), a.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each probe's outcome must be among `outcomes` (YAML and xDS already agree on all of them).
+fn expect(all: &str, outcomes: &[&str]) {
+    for outcome in outcomes {
+        assert!(all.contains(outcome), "no probe gives `{outcome}`:\n{all}");
+    }
+}
+
+const SERVERS: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: server, namespace: shop}
+spec: {labels: {app: server}, address: 10.0.0.1}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: client, namespace: shop}
+spec: {labels: {app: client}, address: 10.0.0.2, serviceAccount: reader}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: other, namespace: web}
+spec: {labels: {app: other}, address: 10.0.1.1}
+"#;
+
+#[test]
+fn custom_policies_are_not_sent() {
+    let yaml = format!(
+        r#"{SERVERS}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ext, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: server}}}}
+  action: CUSTOM
+  provider: {{name: opa}}
+  rules: [{{to: [{{operation: {{ports: ["8080"]}}}}]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: ext-all, namespace: web}}
+spec: {{action: CUSTOM, provider: {{name: opa}}, rules: [{{}}]}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-22, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: server}}}}
+  action: DENY
+  rules: [{{to: [{{operation: {{ports: ["22"]}}}}]}}]
+"#
+    );
+    let resources = from_config(&load(&yaml), &Settings::default()).unwrap();
+    let sent = authorizations(&resources);
+    assert_eq!(sent.keys().collect::<Vec<_>>(), vec!["shop/deny-22"]);
+    for r in &resources {
+        if let Resource::Address(a) = r
+            && let Some(address::Type::Workload(w)) = &a.r#type
+        {
+            assert!(
+                !w.authorization_policies.iter().any(|p| p.contains("ext")),
+                "{w:?}"
+            );
+        }
+    }
+    // Ignored: neither allows nor denies, nor makes its workloads default-deny.
+    let all = round_trip(&yaml, &["192.168.1.1"], &[22, 8080]);
+    expect(
+        &all,
+        &[
+            "shop/server <- 10.0.0.2:8080: allow by (inbound default allow",
+            "shop/server <- 10.0.0.2:22: deny by authz:shop/deny-22#0",
+            "web/other <- 10.0.0.2:8080: allow by (inbound default allow",
+        ],
+    );
+}
+
+#[test]
+fn allow_rules_with_http_only_fields_are_dropped_keeping_rule_names() {
+    let yaml = format!(
+        r#"{SERVERS}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: allow-mixed, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: server}}}}
+  rules:
+  - from: [{{source: {{namespaces: [shop]}}}}]
+    to: [{{operation: {{methods: [GET], ports: ["8080"]}}}}]
+  - from: [{{source: {{namespaces: [shop], requestPrincipals: ["*"]}}}}]
+  - from: [{{source: {{namespaces: [web]}}}}]
+  - when: [{{key: "request.headers[x-team]", values: [shop]}}]
+  - from: [{{source: {{ipBlocks: [10.0.0.0/24]}}}}]
+    to: [{{operation: {{ports: ["9090"]}}}}]
+  - to: [{{operation: {{paths: ["/admin"]}}}}]
+  - from: [{{source: {{notRemoteIpBlocks: [10.9.0.0/16]}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: allow-http, namespace: web}}
+spec:
+  rules:
+  - to: [{{operation: {{hosts: [other.web], ports: ["8080"]}}}}]
+  - to: [{{operation: {{notMethods: [DELETE]}}}}]
+    when: [{{key: connection.sni, values: ["*"]}}]
+"#
+    );
+    let sent = authorizations(&from_config(&load(&yaml), &Settings::default()).unwrap());
+    // #0, #1 and #3 keep their places as rules that never match; #5 and #6, last, are left out.
+    assert_eq!(sent["shop/allow-mixed"].rules.len(), 5);
+    // Every rule dropped: no rule, so the policy allows nothing to what it selects.
+    assert!(sent["web/allow-http"].rules.is_empty());
+    let all = round_trip(&yaml, &["192.168.1.1"], &[80, 8080, 9090]);
+    expect(
+        &all,
+        &[
+            "shop/server <- 10.0.0.2:8080: deny by (inbound default deny",
+            "shop/server <- 10.0.1.1:8080: allow by authz:shop/allow-mixed#2",
+            "shop/server <- 10.0.0.2:9090: allow by authz:shop/allow-mixed#4",
+            "shop/server <- 192.168.1.1:8080: deny by (inbound default deny",
+            "web/other <- 10.0.0.2:8080: deny by (inbound default deny",
+            "web/other <- 10.0.1.1:80: deny by (inbound default deny",
+            "shop/client <- 10.0.0.1:8080: allow by (inbound default allow",
+        ],
+    );
+}
+
+#[test]
+fn deny_and_audit_rules_are_enforced_without_http_only_fields() {
+    let yaml = format!(
+        r#"{SERVERS}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-post, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: server}}}}
+  action: DENY
+  rules:
+  - to: [{{operation: {{methods: [POST], ports: ["8081"]}}}}]
+  - from: [{{source: {{namespaces: [web], notRequestPrincipals: ["*"]}}}}]
+    to: [{{operation: {{ports: ["9090"]}}}}]
+  - from: [{{source: {{ipBlocks: [192.168.0.0/16], remoteIpBlocks: [10.0.0.0/8]}}}}]
+  - to: [{{operation: {{ports: ["7070"]}}}}]
+    when:
+    - {{key: "request.auth.claims[role]", notValues: [admin]}}
+    - {{key: source.namespace, values: [shop]}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-paths, namespace: web}}
+spec:
+  action: DENY
+  rules: [{{to: [{{operation: {{paths: ["/admin/*"], notHosts: [internal.example]}}}}]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: audit-get, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: server}}}}
+  action: AUDIT
+  rules:
+  - to: [{{operation: {{methods: [GET], ports: ["8080"]}}}}]
+  - from: [{{source: {{requestPrincipals: ["*"]}}}}, {{source: {{namespaces: [nowhere]}}}}]
+    to: [{{operation: {{ports: ["80"]}}}}]
+"#
+    );
+    let all = round_trip(&yaml, &["192.168.1.1"], &[80, 7070, 8080, 8081, 9090, 9999]);
+    expect(
+        &all,
+        &[
+            "shop/server <- 10.0.0.2:8081: deny by authz:shop/deny-post#0",
+            "shop/server <- 10.0.1.1:9090: deny by authz:shop/deny-post#1",
+            "shop/server <- 10.0.0.2:9090: allow by (inbound default allow",
+            "shop/server <- 192.168.1.1:9999: deny by authz:shop/deny-post#2",
+            "shop/server <- 10.0.0.2:7070: deny by authz:shop/deny-post#3",
+            "shop/server <- 10.0.1.1:7070: allow by (inbound default allow",
+            // An operation of only HTTP fields matches every operation.
+            "web/other <- 10.0.0.2:9999: deny by authz:web/deny-paths#0",
+            "shop/server <- 10.0.0.2:8080: allow by (inbound default allow: no ALLOW AuthorizationPolicy selects the workload) (audit Some(\"authz:shop/audit-get#0\"))",
+            // A source of only HTTP fields matches every source.
+            "shop/server <- 10.0.1.1:80: allow by (inbound default allow: no ALLOW AuthorizationPolicy selects the workload) (audit Some(\"authz:shop/audit-get#1\"))",
+        ],
+    );
+}
+
+#[test]
+fn a_star_inside_a_pattern_is_literal_text() {
+    let yaml = format!(
+        r#"{SERVERS}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: literal, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: server}}}}
+  rules:
+  - from: [{{source: {{principals: ["cluster.local/ns/*/sa/reader"]}}}}]
+    to: [{{operation: {{ports: ["8080"]}}}}]
+  - from: [{{source: {{principals: ["*/ns/web/*"], namespaces: ["w*b", "*b*"]}}}}]
+    to: [{{operation: {{ports: ["9090"]}}}}]
+  - from: [{{source: {{namespaces: ["sh*p*", "*"]}}}}]
+    to: [{{operation: {{ports: ["80"]}}}}]
+  - from: [{{source: {{notPrincipals: ["cluster.local/ns/*/sa/reader"]}}}}]
+    to: [{{operation: {{ports: ["443"]}}}}]
+    when: [{{key: source.namespace, notValues: ["sh*p"]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: deny-literal, namespace: web}}
+spec:
+  action: DENY
+  rules:
+  - when: [{{key: source.principal, values: ["cluster.local/ns/shop/sa/*der", "**"]}}]
+"#
+    );
+    let resources = from_config(&load(&yaml), &Settings::default()).unwrap();
+    let sent = authorizations(&resources);
+    let literal = format!("{:?}", sent["shop/literal"].rules[0]);
+    assert!(
+        literal.contains("Exact(\"cluster.local/ns/*/sa/reader\")"),
+        "{literal}"
+    );
+    let all = round_trip(&yaml, &["192.168.1.1"], &[80, 443, 8080, 9090]);
+    expect(
+        &all,
+        &[
+            // Literal: no principal has a namespace `*`.
+            "shop/server <- 10.0.0.2:8080: deny by (inbound default deny",
+            "shop/server <- 10.0.1.1:9090: deny by (inbound default deny",
+            "shop/server <- 10.0.0.2:80: allow by authz:shop/literal#2",
+            "shop/server <- 10.0.1.1:80: allow by authz:shop/literal#2",
+            "shop/server <- 10.0.0.2:443: allow by authz:shop/literal#3",
+            "shop/server <- 192.168.1.1:443: allow by authz:shop/literal#3",
+            "web/other <- 10.0.0.2:80: allow by (inbound default allow",
+        ],
+    );
+}
+
 #[test]
 fn what_has_no_wire_form_is_an_error_naming_the_policy() {
+    // CUSTOM, HTTP-only fields and a `*` inside a pattern all have a faithful form now (the
+    // tests above); an egress `*` port beside numbered ports does not.
     let yaml = r#"
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -339,21 +594,18 @@ spec:
     let text = from_config(&load(yaml), &Settings::default())
         .unwrap_err()
         .to_string();
-    for expected in [
-        "mesh.yaml:4: error: AuthorizationPolicy shop/ext: cannot be sent over xDS: spec.action: CUSTOM (provider `opa`) has no form",
-        "mesh.yaml:9: error: AuthorizationPolicy shop/http: cannot be sent over xDS: spec.rules[0].to[0].operation.methods: HTTP-only",
-        "AuthorizationPolicy shop/http: cannot be sent over xDS: spec.rules[0].when[0].key: `request.headers[x-id]` is HTTP-only",
-        "AuthorizationPolicy shop/http: cannot be sent over xDS: spec.rules[1].from[0].source.requestPrincipals: HTTP-only",
-        "AuthorizationPolicy shop/http: cannot be sent over xDS: spec.rules[1].from[0].source.principals[0]: `a*b`: only a single leading or trailing `*`",
-        "EgressPolicy shop/out: cannot be sent over xDS: spec.rules[0].to[0].ports: `*` next to numbered ports",
-    ] {
-        assert!(text.contains(expected), "{expected}\n{text}");
-    }
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert!(
+        text.contains(
+            "mesh.yaml:19: error: EgressPolicy shop/out: cannot be sent over xDS: spec.rules[0].to[0].ports: `*` next to numbered ports"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
 }
 
 /// A random configuration: workloads of three namespaces (one the root), AuthorizationPolicies
-/// with every L4 field and condition key, EgressPolicies with every host form.
+/// with every L4 field and condition key, now and then an HTTP-only field or key, a CUSTOM
+/// action or a `*` inside a pattern, EgressPolicies with every host form.
 fn random_yaml(rng: &mut fastrand::Rng) -> String {
     const NAMESPACES: [&str; 3] = ["shop", "other", "istio-system"];
     const APPS: [&str; 3] = ["web", "db", "api"];
@@ -393,8 +645,10 @@ fn random_yaml(rng: &mut fastrand::Rng) -> String {
         "*/sa/sa2",
         "cluster.local/ns/istio-system/*",
         "*",
+        "cluster.local/ns/*/sa/sa1",
+        "*/ns/shop/*",
     ];
-    let namespaces = ["shop", "oth*", "*-system", "*"];
+    let namespaces = ["shop", "oth*", "*-system", "*", "sh*p", "*th*"];
     let blocks = [
         "10.0.0.0/16",
         "10.0.1.0/24",
@@ -415,7 +669,10 @@ fn random_yaml(rng: &mut fastrand::Rng) -> String {
             };
             writeln!(spec, "  selector: {{matchLabels: {labels}}}").unwrap();
         }
-        writeln!(spec, "  action: {}", pick(rng, &["ALLOW", "DENY", "AUDIT"])).unwrap();
+        match rng.u8(..8) {
+            0 => writeln!(spec, "  action: CUSTOM\n  provider: {{name: opa}}").unwrap(),
+            _ => writeln!(spec, "  action: {}", pick(rng, &["ALLOW", "DENY", "AUDIT"])).unwrap(),
+        }
         writeln!(spec, "  rules:").unwrap();
         for _ in 0..rng.usize(0..=3) {
             let mut rule = Vec::new();
@@ -435,6 +692,15 @@ fn random_yaml(rng: &mut fastrand::Rng) -> String {
                                 fields.push(format!("{name}: {}", some(rng, pool, 2)));
                             }
                         }
+                        // HTTP-only.
+                        for (name, pool) in [
+                            ("requestPrincipals", &principals[..]),
+                            ("notRemoteIpBlocks", &blocks[..]),
+                        ] {
+                            if rng.u8(..10) == 0 {
+                                fields.push(format!("{name}: {}", some(rng, pool, 2)));
+                            }
+                        }
                         format!("{{source: {{{}}}}}", fields.join(", "))
                     })
                     .collect();
@@ -450,6 +716,9 @@ fn random_yaml(rng: &mut fastrand::Rng) -> String {
                         if rng.u8(..3) == 0 {
                             fields.push(format!("notPorts: {}", some(rng, &ports, 2)));
                         }
+                        if rng.u8(..6) == 0 {
+                            fields.push("methods: [GET]".into()); // HTTP-only
+                        }
                         format!("{{operation: {{{}}}}}", fields.join(", "))
                     })
                     .collect();
@@ -458,11 +727,12 @@ fn random_yaml(rng: &mut fastrand::Rng) -> String {
             if rng.u8(..3) == 0 {
                 let conditions: Vec<String> = (0..rng.usize(1..=2))
                     .map(|_| {
-                        let (key, pool): (&str, &[&str]) = match rng.u8(..5) {
+                        let (key, pool): (&str, &[&str]) = match rng.u8(..6) {
                             0 => ("source.ip", &blocks),
                             1 => ("destination.ip", &blocks),
                             2 => ("source.principal", &principals),
                             3 => ("source.namespace", &namespaces),
+                            4 if rng.bool() => ("\"request.headers[x-id]\"", &namespaces),
                             _ => ("destination.port", &ports),
                         };
                         let field = if rng.bool() { "values" } else { "notValues" };

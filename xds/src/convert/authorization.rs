@@ -711,7 +711,7 @@ mod tests {
                     namespaces: vec![exact("a*")],
                     ..Default::default()
                 }),
-                "rules[1].clauses[0].matches[0].namespaces[0]: exact `a*` contains `*`",
+                "rules[1].clauses[0].matches[0].namespaces[0]: exact `a*` ends with `*`",
             ),
             (
                 with(Match {

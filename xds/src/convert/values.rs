@@ -45,8 +45,12 @@ pub(crate) fn port(value: u32) -> Result<u16, String> {
     }
 }
 
-/// A StringMatch in the text form control reads (`*` presence, `x*` prefix, `*x` suffix).
-/// Values that this form cannot carry faithfully are refused rather than changed.
+/// A StringMatch in the text form control reads (`*` presence, `*x` suffix, else `x*` prefix,
+/// else exact, after trimming; any other `*` is a literal character, as in the StringMatch).
+/// So an exact `cluster.local/ns/*/sa/reader` is that literal text, and a suffix `a*` is `*a*`.
+/// Values that this form cannot carry faithfully are refused rather than changed: an exact
+/// value that starts or ends with `*` (it would read as a wildcard), a prefix that starts with
+/// `*` (it would read as a suffix), and white space that trimming would remove.
 pub(crate) fn string_match(m: &StringMatch) -> Result<String, String> {
     let (kind, value) = match &m.match_type {
         None => return Err("no match type (exact, prefix, suffix or presence) is set".into()),
@@ -55,22 +59,31 @@ pub(crate) fn string_match(m: &StringMatch) -> Result<String, String> {
         Some(MatchType::Prefix(v)) => ("prefix", v),
         Some(MatchType::Suffix(v)) => ("suffix", v),
     };
-    if value.contains('*') {
-        return Err(format!(
-            "{kind} `{value}` contains `*`, which the policy model reads as a wildcard"
-        ));
-    }
-    if value.trim() != value {
-        return Err(format!(
-            "{kind} `{value}` has leading or trailing white space"
-        ));
-    }
-    Ok(match kind {
+    let text = match kind {
         // An empty prefix or suffix matches any value; identities never have empty attributes.
-        "prefix" | "suffix" if value.is_empty() => "*".to_string(),
+        "prefix" | "suffix" if value.is_empty() => return Ok("*".to_string()),
         "prefix" => format!("{value}*"),
         "suffix" => format!("*{value}"),
         _ => value.clone(),
+    };
+    // The text is faithful if control reads it back as this very match (the encoder is that
+    // reading).
+    if crate::encode::values::string_match(&text) == *m {
+        return Ok(text);
+    }
+    Err(if text.trim() != text {
+        format!(
+            "{kind} `{value}` has leading or trailing white space, which the policy model trims"
+        )
+    } else {
+        format!(
+            "{kind} `{value}` {} `*`, which the policy model reads as a wildcard there (only a `*` inside a value is literal)",
+            if kind == "exact" && !value.starts_with('*') {
+                "ends with"
+            } else {
+                "starts with"
+            }
+        )
     })
 }
 
@@ -121,8 +134,53 @@ mod tests {
             ""
         );
         assert!(string_match(&StringMatch { match_type: None }).is_err());
-        assert!(string_match(&sm(MatchType::Exact("a*".into()))).is_err());
-        assert!(string_match(&sm(MatchType::Suffix(" a".into()))).is_err());
+        // A `*` inside a value is literal text, in the StringMatch as in the policy model.
+        assert_eq!(
+            string_match(&sm(MatchType::Exact("cluster.local/ns/*/sa/reader".into()))).unwrap(),
+            "cluster.local/ns/*/sa/reader"
+        );
+        assert_eq!(
+            string_match(&sm(MatchType::Suffix("a*".into()))).unwrap(),
+            "*a*"
+        );
+        assert_eq!(
+            string_match(&sm(MatchType::Suffix("*".into()))).unwrap(),
+            "**"
+        );
+        assert_eq!(
+            string_match(&sm(MatchType::Prefix("a*b".into()))).unwrap(),
+            "a*b*"
+        );
+        assert_eq!(
+            string_match(&sm(MatchType::Suffix(" a".into()))).unwrap(),
+            "* a"
+        );
+        // A `*` at either end of an exact value, or at the start of a prefix, would be read
+        // as a wildcard; trimmed white space would be lost.
+        for (t, e) in [
+            (MatchType::Exact("a*".into()), "exact `a*` ends with `*`"),
+            (MatchType::Exact("*a".into()), "exact `*a` starts with `*`"),
+            (MatchType::Exact("*".into()), "exact `*` starts with `*`"),
+            (
+                MatchType::Prefix("*a".into()),
+                "prefix `*a` starts with `*`",
+            ),
+            (
+                MatchType::Suffix("a ".into()),
+                "suffix `a ` has leading or trailing white space",
+            ),
+            (
+                MatchType::Exact(" a".into()),
+                "exact ` a` has leading or trailing white space",
+            ),
+            (
+                MatchType::Prefix(" a".into()),
+                "prefix ` a` has leading or trailing white space",
+            ),
+        ] {
+            let got = string_match(&sm(t)).unwrap_err();
+            assert!(got.starts_with(e), "{e}\n{got}");
+        }
     }
 
     #[test]

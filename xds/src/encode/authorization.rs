@@ -4,13 +4,20 @@
 //! the `from` sources, one clause of the `to` operations, and one single-match clause per
 //! `when` condition — the shape `convert/authorization.rs` reads back into the same fields.
 //! A `from` or `to` with an entry that sets nothing always holds, so it gives no clause (an
-//! empty wire match would match nothing instead). HTTP-only fields, CUSTOM and wildcards the
-//! wire cannot carry are errors: the encoder never drops or changes what a rule means.
+//! empty wire match would match nothing instead).
+//!
+//! What meshward cannot evaluate is lowered as istiod lowers it for ztunnel, which is also what
+//! control's compiler does with the YAML (docs/policy-reference.md, "HTTP-only fields",
+//! "CUSTOM"), so `to_config` of the result decides as the YAML does: a CUSTOM policy is not
+//! sent; an ALLOW rule using an HTTP-only field is dropped (a rule that never matches where a
+//! later rule needs its index); DENY and AUDIT rules are sent without their HTTP-only fields.
 
 use control::{AuthorizationAction, AuthorizationPolicy, AuthorizationRule, Settings, Spanned};
 
 use super::values;
-use crate::proto::authorization::{Action, Authorization, Clause, Match, Rule, Scope};
+use crate::proto::authorization::{
+    Action, Address, Authorization, Clause, Match, Rule, Scope, StringMatch,
+};
 
 /// The scope istiod gives a policy: every namespace from the root namespace without a
 /// selector, its own namespace without one, else the workloads its selector selects.
@@ -25,11 +32,14 @@ pub(crate) fn scope(p: &AuthorizationPolicy, settings: &Settings) -> Scope {
     }
 }
 
-/// The wire form, or every reason it has none (each prefixed with the field's path).
+/// The wire form, or every reason it has none (each prefixed with the field's path). `None`
+/// for CUSTOM: istiod hands such a policy to an external authorization provider and sends
+/// ztunnel nothing for it; meshward ignores it too (it neither allows nor denies, and does not
+/// make its workloads default-deny), so no resource says the same.
 pub(crate) fn encode(
     p: &AuthorizationPolicy,
     settings: &Settings,
-) -> Result<Authorization, Vec<String>> {
+) -> Result<Option<Authorization>, Vec<String>> {
     let mut errors = Vec::new();
     // AUDIT is `dry_run`: evaluated and reported, never enforced (`convert` reads any dry-run
     // policy as AUDIT, whatever its action).
@@ -37,82 +47,122 @@ pub(crate) fn encode(
         AuthorizationAction::Allow => (Action::Allow, false),
         AuthorizationAction::Deny => (Action::Deny, false),
         AuthorizationAction::Audit => (Action::Allow, true),
-        AuthorizationAction::Custom => {
-            errors.push(format!(
-                "spec.action: CUSTOM (provider `{}`) has no form in istio.security.Authorization",
-                p.provider.as_deref().unwrap_or_default()
-            ));
-            (Action::Allow, false)
-        }
+        AuthorizationAction::Custom => return Ok(None),
     };
-    let rules = p
+    // An ALLOW rule using HTTP-only fields is dropped (it allows nothing), as istiod does for
+    // ztunnel and as control's compiler does with the YAML; DENY and AUDIT rules are sent
+    // without those fields (`rule`).
+    let mut rules: Vec<Option<Rule>> = p
         .rules
         .iter()
         .enumerate()
-        .map(|(i, r)| rule(&format!("spec.rules[{i}]"), r, &mut errors))
+        .map(|(i, r)| {
+            let dropped = p.action == AuthorizationAction::Allow && uses_http_only(r);
+            (!dropped).then(|| rule(&format!("spec.rules[{i}]"), r, &mut errors))
+        })
+        .collect();
+    // Rule `#i` is named after its index, in the YAML and in what `to_config` reads back (the
+    // position in `rules`), so a dropped rule cannot simply be left out: every later rule
+    // would take the index before its own and report another rule's name. Dropped rules at
+    // the end are left out (no rule follows them); any other dropped rule keeps its place as a
+    // rule that never matches, which admits nothing, exactly as the dropped rule. An ALLOW
+    // policy left with no rules at all still selects its workloads and allows nothing to them,
+    // on the wire (ztunnel: no ALLOW rule matches) as in control (`rules: []` allows nothing).
+    while rules.last().is_some_and(Option::is_none) {
+        rules.pop();
+    }
+    let rules = rules
+        .into_iter()
+        .map(|r| r.unwrap_or_else(never_matches))
         .collect();
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(Authorization {
+    Ok(Some(Authorization {
         name: p.name.clone(),
         namespace: p.namespace.clone(),
         scope: scope(p, settings) as i32,
         action: action as i32,
         rules,
         dry_run,
-    })
+    }))
 }
 
+/// Condition keys that are L4 (control's compiler enforces these; every other key is HTTP-only).
+const L4_KEYS: &[&str] = &[
+    "source.ip",
+    "source.namespace",
+    "source.principal",
+    "destination.ip",
+    "destination.port",
+];
+
+/// Whether the rule sets an HTTP-only field or condition key, as control's compiler decides it
+/// (a field counts when its list is not empty).
+fn uses_http_only(r: &AuthorizationRule) -> bool {
+    r.from.iter().any(|s| {
+        !(s.request_principals.is_empty()
+            && s.not_request_principals.is_empty()
+            && s.remote_ip_blocks.is_empty()
+            && s.not_remote_ip_blocks.is_empty())
+    }) || r.to.iter().any(|o| {
+        !(o.hosts.is_empty()
+            && o.not_hosts.is_empty()
+            && o.methods.is_empty()
+            && o.not_methods.is_empty()
+            && o.paths.is_empty()
+            && o.not_paths.is_empty())
+    }) || r.when.iter().any(|c| !L4_KEYS.contains(&c.key.as_str()))
+}
+
+/// A rule that matches no connection, holding the place of a dropped ALLOW rule: one clause
+/// whose only match needs a source outside every IPv4 and every IPv6 address. ztunnel reads
+/// it so (each family's whole space is excluded), and so does `to_config`: a source with
+/// `notIpBlocks: [0.0.0.0/0, ::/0]`, which no client address satisfies. (An empty match would
+/// also never match on the wire, but `to_config` leaves such a rule out, which renumbers.)
+fn never_matches() -> Rule {
+    let everything = |address: Vec<u8>| Address { address, length: 0 };
+    Rule {
+        clauses: vec![Clause {
+            matches: vec![Match {
+                not_source_ips: vec![everything(vec![0; 4]), everything(vec![0; 16])],
+                ..Default::default()
+            }],
+        }],
+    }
+}
+
+/// One wire rule for a YAML rule. HTTP-only fields and condition keys are left out: this is
+/// only called for rules that are enforced without them (DENY, AUDIT) or that have none. A
+/// source or operation left with nothing set then always holds, as in control's compiler (a
+/// DENY operation of only `methods` matches every operation), and an HTTP-only condition
+/// holds too (the compiler skips it).
 fn rule(path: &str, r: &AuthorizationRule, errors: &mut Vec<String>) -> Rule {
     let mut clauses = Vec::new();
     let from: Vec<Match> = r
         .from
         .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let at = format!("{path}.from[{i}].source");
-            http_only(&at, "requestPrincipals", &s.request_principals, errors);
-            http_only(
-                &at,
-                "notRequestPrincipals",
-                &s.not_request_principals,
-                errors,
-            );
-            http_only(&at, "remoteIpBlocks", &s.remote_ip_blocks, errors);
-            http_only(&at, "notRemoteIpBlocks", &s.not_remote_ip_blocks, errors);
-            Match {
-                principals: strings(&at, "principals", &s.principals, errors),
-                not_principals: strings(&at, "notPrincipals", &s.not_principals, errors),
-                namespaces: strings(&at, "namespaces", &s.namespaces, errors),
-                not_namespaces: strings(&at, "notNamespaces", &s.not_namespaces, errors),
-                source_ips: s.ip_blocks.iter().map(|b| values::cidr(&b.value)).collect(),
-                not_source_ips: s
-                    .not_ip_blocks
-                    .iter()
-                    .map(|b| values::cidr(&b.value))
-                    .collect(),
-                ..Default::default()
-            }
+        .map(|s| Match {
+            principals: strings(&s.principals),
+            not_principals: strings(&s.not_principals),
+            namespaces: strings(&s.namespaces),
+            not_namespaces: strings(&s.not_namespaces),
+            source_ips: s.ip_blocks.iter().map(|b| values::cidr(&b.value)).collect(),
+            not_source_ips: s
+                .not_ip_blocks
+                .iter()
+                .map(|b| values::cidr(&b.value))
+                .collect(),
+            ..Default::default()
         })
         .collect();
     clause_unless_always(from, &mut clauses);
     let to: Vec<Match> =
         r.to.iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let at = format!("{path}.to[{i}].operation");
-                http_only(&at, "hosts", &o.hosts, errors);
-                http_only(&at, "notHosts", &o.not_hosts, errors);
-                http_only(&at, "methods", &o.methods, errors);
-                http_only(&at, "notMethods", &o.not_methods, errors);
-                http_only(&at, "paths", &o.paths, errors);
-                http_only(&at, "notPaths", &o.not_paths, errors);
-                Match {
-                    destination_ports: o.ports.iter().map(|p| u32::from(p.value)).collect(),
-                    not_destination_ports: o.not_ports.iter().map(|p| u32::from(p.value)).collect(),
-                    ..Default::default()
-                }
+            .map(|o| Match {
+                destination_ports: o.ports.iter().map(|p| u32::from(p.value)).collect(),
+                not_destination_ports: o.not_ports.iter().map(|p| u32::from(p.value)).collect(),
+                ..Default::default()
             })
             .collect();
     clause_unless_always(to, &mut clauses);
@@ -122,12 +172,12 @@ fn rule(path: &str, r: &AuthorizationRule, errors: &mut Vec<String>) -> Rule {
         let (values, not_values) = (&c.values, &c.not_values);
         match c.key.as_str() {
             "source.principal" => {
-                m.principals = strings(&at, "values", values, errors);
-                m.not_principals = strings(&at, "notValues", not_values, errors);
+                m.principals = strings(values);
+                m.not_principals = strings(not_values);
             }
             "source.namespace" => {
-                m.namespaces = strings(&at, "values", values, errors);
-                m.not_namespaces = strings(&at, "notValues", not_values, errors);
+                m.namespaces = strings(values);
+                m.not_namespaces = strings(not_values);
             }
             "source.ip" => {
                 m.source_ips = parsed(&at, "values", values, values::cidr_text, errors);
@@ -143,9 +193,9 @@ fn rule(path: &str, r: &AuthorizationRule, errors: &mut Vec<String>) -> Rule {
                 m.not_destination_ports =
                     parsed(&at, "notValues", not_values, values::port_text, errors);
             }
-            key => errors.push(format!(
-                "{at}.key: `{key}` is HTTP-only and has no form in istio.security.Authorization"
-            )),
+            // HTTP-only: not evaluated at L4, so the condition holds (DENY/AUDIT enforced
+            // without it).
+            _ => {}
         }
         // A condition without values holds; an empty wire match would never match.
         if m != Match::default() {
@@ -163,21 +213,10 @@ fn clause_unless_always(matches: Vec<Match>, clauses: &mut Vec<Clause>) {
     }
 }
 
-fn http_only<T>(at: &str, field: &str, values: &[Spanned<T>], errors: &mut Vec<String>) {
-    if !values.is_empty() {
-        errors.push(format!(
-            "{at}.{field}: HTTP-only; istio.security.Authorization has no form for it"
-        ));
-    }
-}
-
-fn strings(
-    at: &str,
-    field: &str,
-    values: &[Spanned<String>],
-    errors: &mut Vec<String>,
-) -> Vec<crate::proto::authorization::StringMatch> {
-    parsed(at, field, values, values::string_match, errors)
+fn strings(list: &[Spanned<String>]) -> Vec<StringMatch> {
+    list.iter()
+        .map(|v| values::string_match(&v.value))
+        .collect()
 }
 
 fn parsed<T>(

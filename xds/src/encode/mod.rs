@@ -4,7 +4,7 @@
 
 mod authorization;
 mod egress;
-mod values;
+pub(crate) mod values;
 
 use std::collections::BTreeMap;
 
@@ -31,20 +31,27 @@ use crate::resource::Resource;
 ///   root namespace), which is how istiod tells ztunnel — and how `to_config` selects.
 /// - AuthorizationPolicies get istiod's scope (GLOBAL: root namespace, no selector;
 ///   NAMESPACE: no selector; WORKLOAD_SELECTOR: a selector), ALLOW or DENY, AUDIT as ALLOW
-///   with `dry_run`, and one wire rule per rule (see `encode/authorization.rs`).
+///   with `dry_run`, and one wire rule per rule (see `encode/authorization.rs`). What meshward
+///   does not evaluate is lowered as istiod lowers it for ztunnel, as control does with the
+///   YAML: CUSTOM policies are not sent (nor named by workloads); ALLOW rules with HTTP-only
+///   fields are dropped (kept as never-matching rules where later rules need their index);
+///   DENY and AUDIT rules are sent without their HTTP-only fields.
 /// - EgressPolicies are field for field, binaries included (they are policy, not node-local;
 ///   the agent resolves them to executable files itself).
 ///
-/// What has no wire form is an error at the policy's location naming it, never dropped: CUSTOM
-/// actions, HTTP-only fields and condition keys, `*` inside a principal or namespace pattern,
-/// an egress `*` port next to numbered ports.
+/// What has no faithful wire form is an error at the policy's location naming it, never
+/// dropped: an egress `*` port next to numbered ports (and condition values that are not
+/// addresses or ports, which the YAML loader already refuses).
 pub fn from_config(config: &Config, settings: &Settings) -> Result<Vec<Resource>, Diagnostics> {
     let mut diags = Diagnostics::new();
     let mut out = Vec::new();
     let selecting: Vec<&control::AuthorizationPolicy> = config
         .authorization_policies
         .iter()
-        .filter(|p| authorization::scope(p, settings) == Scope::WorkloadSelector)
+        .filter(|p| {
+            p.action != control::AuthorizationAction::Custom
+                && authorization::scope(p, settings) == Scope::WorkloadSelector
+        })
         .collect();
     for w in &config.workloads {
         let selected_by = selecting
@@ -56,7 +63,9 @@ pub fn from_config(config: &Config, settings: &Settings) -> Result<Vec<Resource>
     }
     for p in &config.authorization_policies {
         match authorization::encode(p, settings) {
-            Ok(a) => out.push(Resource::Authorization(a)),
+            Ok(Some(a)) => out.push(Resource::Authorization(a)),
+            // CUSTOM: ignored, so nothing is sent (`authorization::encode`).
+            Ok(None) => {}
             Err(errors) => report(
                 &mut diags,
                 "AuthorizationPolicy",

@@ -51,35 +51,27 @@ pub(crate) fn port_text(text: &str) -> Result<u32, String> {
     }
 }
 
-/// A principal or namespace pattern as the compiler reads it (`*` presence, `*x` suffix, `x*`
-/// prefix, else exact, after trimming), as a StringMatch. A `*` anywhere else has no wire form
-/// (ztunnel would compare it literally, the compiler as a wildcard), so it is refused.
-pub(crate) fn string_match(text: &str) -> Result<StringMatch, String> {
+/// A principal or namespace pattern as control's compiler reads it, after trimming: `*` is
+/// presence, a leading `*` a suffix match, else a trailing `*` a prefix match, else exact. Only
+/// that one `*` is a wildcard: any other `*` is a literal character, in control as in ztunnel's
+/// StringMatch (which compares exact, prefix and suffix values literally), so it is sent as
+/// written, for example `cluster.local/ns/*/sa/reader` as an exact match of that text and
+/// `*a*` as a suffix match of `a*`. Every pattern therefore has a wire form; `convert` reads
+/// each of these back as the same text (`convert/values.rs`).
+pub(crate) fn string_match(text: &str) -> StringMatch {
     let t = text.trim();
-    let (kind, value) = if t == "*" {
-        return Ok(StringMatch {
-            match_type: Some(MatchType::Presence(Empty {})),
-        });
+    let kind = if t == "*" {
+        MatchType::Presence(Empty {})
     } else if let Some(s) = t.strip_prefix('*') {
-        (MatchType::Suffix as fn(String) -> MatchType, s)
+        MatchType::Suffix(s.to_string())
     } else if let Some(p) = t.strip_suffix('*') {
-        (MatchType::Prefix as fn(String) -> MatchType, p)
+        MatchType::Prefix(p.to_string())
     } else {
-        (MatchType::Exact as fn(String) -> MatchType, t)
+        MatchType::Exact(t.to_string())
     };
-    if value.contains('*') {
-        return Err(format!(
-            "`{text}`: only a single leading or trailing `*` has a form in istio.security.StringMatch"
-        ));
+    StringMatch {
+        match_type: Some(kind),
     }
-    if value.trim() != value {
-        return Err(format!(
-            "`{text}`: white space next to the `*` has no form in istio.security.StringMatch"
-        ));
-    }
-    Ok(StringMatch {
-        match_type: Some(kind(value.to_string())),
-    })
 }
 
 #[cfg(test)]
@@ -87,7 +79,7 @@ mod tests {
     use super::*;
 
     fn kind(text: &str) -> MatchType {
-        string_match(text).unwrap().match_type.unwrap()
+        string_match(text).match_type.unwrap()
     }
 
     #[test]
@@ -97,9 +89,17 @@ mod tests {
         assert_eq!(kind("*/sa/x"), MatchType::Suffix("/sa/x".into()));
         assert_eq!(kind("ns1"), MatchType::Exact("ns1".into()));
         assert_eq!(kind(""), MatchType::Exact(String::new()));
-        assert!(string_match("a*b").is_err());
-        assert!(string_match("*a*").is_err());
-        assert!(string_match("* a").is_err());
+        // Only the one leading or trailing `*` is a wildcard; any other is literal text.
+        assert_eq!(
+            kind("cluster.local/ns/*/sa/reader"),
+            MatchType::Exact("cluster.local/ns/*/sa/reader".into())
+        );
+        assert_eq!(kind("*a*"), MatchType::Suffix("a*".into()));
+        assert_eq!(kind("**"), MatchType::Suffix("*".into()));
+        assert_eq!(kind("a*b*"), MatchType::Prefix("a*b".into()));
+        // White space inside is kept, as the compiler keeps it.
+        assert_eq!(kind("* a"), MatchType::Suffix(" a".into()));
+        assert_eq!(kind("a *"), MatchType::Prefix("a ".into()));
     }
 
     #[test]
