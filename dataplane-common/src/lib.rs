@@ -10,6 +10,7 @@
 #[allow(clippy::manual_range_contains)]
 pub mod dns;
 pub mod dns_learning;
+pub mod fast_path;
 pub mod posture;
 pub mod sni_policy;
 // Range checks are written out as comparisons: the same code is compiled for the BPF target.

@@ -48,6 +48,11 @@ pub mod stages {
     pub const SNI: u32 = 2;
     /// What a ClientHello offers (both arrays; index 2 of INGRESS_STAGES stays empty).
     pub const OFFER: u32 = 3;
+    /// MSG_STAGES only: the fast path's redirect-or-stack decision (`fast_path`), once nothing
+    /// of the connection is left to parse.
+    pub const FAST: u32 = 4;
+    /// Slots of each stage array.
+    pub const SLOTS: u32 = 5;
 }
 
 /// Connections whose handshake is being read at once (each holds ~9.5 KiB of parser state;
@@ -68,6 +73,20 @@ pub struct ConnKey {
     pub local_port: u16,
     pub remote_port: u16,
     pub _pad: u32,
+}
+
+impl ConnKey {
+    /// The same connection as its other end sees it (its key in the sockhash when it is local).
+    #[inline(always)]
+    pub fn peer(&self) -> Self {
+        Self {
+            local: self.remote,
+            remote: self.local,
+            local_port: self.remote_port,
+            remote_port: self.local_port,
+            _pad: 0,
+        }
+    }
 }
 
 /// `SOCK_OWNERS` and `LISTENERS` value: who opened the socket, learned in process context.

@@ -8,6 +8,7 @@ mod dns_names;
 mod egress;
 mod egress_table;
 mod events;
+mod fast_path;
 mod identity;
 mod inbound;
 mod inbound_table;

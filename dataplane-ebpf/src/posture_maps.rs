@@ -49,15 +49,15 @@ pub use dataplane_common::posture::stages;
 /// program type, hence one per stream program type). Not pinned: each agent fills its own, and
 /// the stream programs it attaches use them.
 #[map(name = "MW_TLS_MSG_STAGES")]
-pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(stages::SLOTS, 0);
 
 #[map(name = "MW_TLS_INGRESS_STAGES")]
-pub static INGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static INGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(stages::SLOTS, 0);
 
 /// Kernel-private, per CPU: the connection the ingress feed stage is reading, for the stages it
 /// tail-calls in the same run.
 #[map(name = "MW_TLS_EGRESS_STAGES")]
-pub static EGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(4, 0);
+pub static EGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(stages::SLOTS, 0);
 
 /// Kernel-private: the connection the cgroup_skb egress feed stage of this run is reading.
 #[map(name = "MW_TLS_CURRENT_OUT")]

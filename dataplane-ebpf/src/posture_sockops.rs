@@ -1,6 +1,7 @@
 //! sock_ops on governed cgroups: learns who owns a socket while the owner is running
-//! (connect() and listen() happen in process context), and at established puts the socket in
-//! the sockhash and starts reading its handshake.
+//! (connect() and listen() happen in process context); at established it starts reading the
+//! handshake (TLS posture) and puts the socket in the sockhash where sk_msg must see what it
+//! sends (SNI verdicts, the same-node fast path).
 
 use core::ptr::read_volatile;
 
@@ -10,6 +11,7 @@ use aya_ebpf::{
     programs::SockOpsContext,
 };
 use dataplane_common::{
+    fast_path::stats as fast_stats,
     ipv4_mapped, ipv6_from_words,
     posture::{ConnKey, ListenerKey, Owner, roles, stats},
     workload_flags,
@@ -18,6 +20,7 @@ use dataplane_common::{
 use crate::{
     identity::current_workload,
     maps::CONFIG,
+    fast_path,
     posture_maps::{CONNS, LISTENERS, SOCK_OWNERS, SOCKS, ZERO, bump},
     process,
 };
@@ -49,18 +52,19 @@ pub fn mw_sockops(ctx: SockOpsContext) -> u32 {
         ACTIVE_ESTABLISHED_CB => {
             let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
             if let Some(w) = unsafe { SOCK_OWNERS.get(&cookie) }.copied() {
-                track(&ctx, w, roles::CLIENT);
+                established(&ctx, w, roles::CLIENT);
             }
         }
         PASSIVE_ESTABLISHED_CB => {
             if let Some(w) = unsafe { LISTENERS.get(&listener_key(&ctx)) }.copied() {
-                track(&ctx, w, roles::SERVER);
+                established(&ctx, w, roles::SERVER);
             }
         }
         STATE_CB => {
             if ctx.arg(1) == TCP_CLOSE {
                 if let Some(key) = conn_key(&ctx) {
                     closed_in_handshake(&key);
+                    fast_path::forget(&key);
                 }
             }
         }
@@ -115,11 +119,49 @@ fn listener_key(ctx: &SockOpsContext) -> ListenerKey {
     }
 }
 
+/// A governed socket is established: posture starts reading its handshake, and it joins the
+/// sockhash if sk_msg must see what it sends.
 #[inline(always)]
-fn track(ctx: &SockOpsContext, owner: Owner, role: u8) {
+fn established(ctx: &SockOpsContext, owner: Owner, role: u8) {
     let Some(key) = conn_key(ctx) else { return };
-    let Some(zero) = ZERO.get_ptr_mut(0) else {
+    let switches = fast_path::switches();
+    // Only sockets whose ClientHello an SNI verdict may cut need sk_msg for posture; the
+    // others are read by cgroup_skb on both sides.
+    let by_msg = switches.tls_posture != 0 && owner.flags & workload_flags::HAS_NAME_RULES != 0;
+    let tracked = switches.tls_posture != 0 && track(ctx, &key, owner, role, by_msg);
+    let by_msg = by_msg && tracked;
+    if !by_msg && switches.fast_path == 0 {
         return;
+    }
+    if switches.fast_path != 0 {
+        // Before the socket is in the sockhash: a peer that can redirect to it can read it.
+        // SAFETY: context field at a constant offset; the address is only kept as a number.
+        let sk = unsafe { read_volatile(&(*ctx.ops).__bindgen_anon_2.sk) };
+        fast_path::remember(&key, sk as u64);
+    }
+    let mut k = key;
+    // SAFETY: ctx.ops is the kernel's bpf_sock_ops.
+    if SOCKS.update(&mut k, unsafe { &mut *ctx.ops }, 0).is_err() {
+        fast_path::forget(&key);
+        // The socket keeps the stack; posture stops expecting sk_msg to read it.
+        fast_path::bump(fast_stats::SOCKHASH_FULL, 1);
+        if by_msg {
+            bump(stats::SOCKHASH_FULL);
+            let _ = CONNS.remove(&key);
+        }
+        return;
+    }
+    if switches.fast_path != 0 {
+        fast_path::bump(fast_stats::SOCKETS_JOINED, 1);
+        let _ = ctx.set_cb_flags(STATE_CB_FLAG);
+    }
+}
+
+/// Starts reading the connection's handshake; false if it cannot be tracked (counted).
+#[inline(always)]
+fn track(ctx: &SockOpsContext, key: &ConnKey, owner: Owner, role: u8, by_msg: bool) -> bool {
+    let Some(zero) = ZERO.get_ptr_mut(0) else {
+        return false;
     };
     // SAFETY: the per-CPU scratch is ours for the duration of the program.
     let conn = unsafe { &mut *zero };
@@ -128,12 +170,8 @@ fn track(ctx: &SockOpsContext, owner: Owner, role: u8) {
     // SAFETY: context fields read at constant offsets.
     conn.parse.ingress_seq = unsafe { read_volatile(&(*ctx.ops).rcv_nxt) };
     conn.parse.egress_seq = unsafe { read_volatile(&(*ctx.ops).snd_nxt) };
-    // Only sockets whose ClientHello an SNI verdict may cut go into the sockhash (sk_msg can
-    // refuse a send); a socket in it pays the psock path for its whole life. The others are
-    // read by cgroup_skb on both sides.
-    let by_msg = owner.flags & workload_flags::HAS_NAME_RULES != 0;
     conn.parse.egress_by_msg = u8::from(by_msg);
-    let inserted = CONNS.insert(&key, conn, 0);
+    let inserted = CONNS.insert(key, conn, 0);
     // Restore the template for the next connection.
     conn.owner = Owner::default();
     conn.role = 0;
@@ -142,17 +180,11 @@ fn track(ctx: &SockOpsContext, owner: Owner, role: u8) {
     conn.parse.egress_by_msg = 0;
     if inserted.is_err() {
         bump(stats::CONNS_FULL);
-        return;
-    }
-    let mut k = key;
-    // SAFETY: ctx.ops is the kernel's bpf_sock_ops.
-    if by_msg && SOCKS.update(&mut k, unsafe { &mut *ctx.ops }, 0).is_err() {
-        bump(stats::SOCKHASH_FULL);
-        let _ = CONNS.remove(&key);
-        return;
+        return false;
     }
     let _ = ctx.set_cb_flags(STATE_CB_FLAG);
     bump(stats::CONNS_TRACKED);
+    true
 }
 
 /// The connection's addresses and ports. Every field is read once, unconditionally, with

@@ -30,11 +30,21 @@ pub fn mw_tls_msg(ctx: SkMsgContext) -> u32 {
         return sk_action::SK_PASS;
     };
     let Some(conn) = CONNS.get_ptr_mut(&key) else {
+        // Nothing (left) to parse: the fast path decides where the message goes.
+        // SAFETY: the stages map holds sk_msg programs (filled by the loader).
+        unsafe { MSG_STAGES.tail_call(&ctx, stages::FAST) };
         return sk_action::SK_PASS;
     };
     // SAFETY: map value pointer, used within this program run.
     if unsafe { (*conn).cut } != 0 {
         return sk_action::SK_DROP;
+    }
+    // A socket in the sockhash only for the fast path: cgroup_skb egress reads what it sends
+    // until its handshake is read, and the stack carries it meanwhile.
+    // SAFETY: as above.
+    if unsafe { (*conn).parse.egress_by_msg } == 0 {
+        crate::fast_path::bump(dataplane_common::fast_path::stats::STACK_POSTURE, 1);
+        return sk_action::SK_PASS;
     }
     let size = ctx.size();
     // Make the whole message one contiguous buffer (handshake messages are small).
@@ -127,7 +137,7 @@ pub fn chain<C: aya_ebpf::EbpfContext>(
 /// Not inlined: its temporaries get their own stack frame (tail-calling programs keep
 /// frames under 256 bytes).
 #[inline(never)]
-fn msg_key(md: *mut sk_msg_md) -> Option<ConnKey> {
+pub fn msg_key(md: *mut sk_msg_md) -> Option<ConnKey> {
     // SAFETY: context fields read once each at constant offsets.
     unsafe {
         conn_key(

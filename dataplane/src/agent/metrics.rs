@@ -184,6 +184,18 @@ pub fn render(shared: &Shared) -> String {
             &label_refs(&resources),
         );
     }
+    if let Ok(totals) = shared.fast_path().totals() {
+        let labels: Vec<(String, u64)> = totals
+            .into_iter()
+            .map(|(event, v)| (format!("{{event=\"{event}\"}}"), v))
+            .collect();
+        gauge(
+            "meshward_fast_path_total",
+            "counter",
+            "Same-node fast path: messages and bytes redirected socket to socket, messages the stack carried (by reason), sockets that joined the sockhash.",
+            &label_refs(&labels),
+        );
+    }
     if let Ok(d) = shared.dns().stats() {
         gauge(
             "meshward_dns_learning_total",

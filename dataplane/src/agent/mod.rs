@@ -58,6 +58,12 @@ pub struct RunArgs {
     /// sk_skb); see docs/posture.md.
     #[arg(long)]
     pub tls_posture: bool,
+    /// Same-node fast path: an authorized connection between two local governed sockets
+    /// carries its bytes socket to socket (sockhash + sk_msg redirect) instead of through the
+    /// TCP/IP stack; see docs/fast-path.md. Off by default: on this kernel a *blocking* reader
+    /// of a socket in a sockhash can see a spurious EAGAIN (docs/fast-path.md, "Known limits").
+    #[arg(long)]
+    pub fast_path: bool,
     /// Do not learn the addresses of DNS-name hosts from the DNS answers governed workloads
     /// receive (by default the kernel does, before the application reads them; docs/dns.md).
     #[arg(long)]
@@ -90,6 +96,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
         loader::Features {
             tls_posture: args.tls_posture,
             dns_learning: !args.no_dns_learning,
+            fast_path: args.fast_path,
         },
     )?;
     tracing::info!(
@@ -121,6 +128,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let shared = Arc::new(state::Shared::new(
         loaded.counters,
         loaded.posture,
+        loaded.fast_path,
         dns,
         xds_status,
     ));

@@ -11,7 +11,9 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use dataplane::kernel::{counters::Counters, dns_learning::DnsMaps, posture::PostureMaps};
+use dataplane::kernel::{
+    counters::Counters, dns_learning::DnsMaps, fast_path::FastPathStats, posture::PostureMaps,
+};
 use serde::Serialize;
 
 use super::dns::NameStatus;
@@ -20,6 +22,7 @@ pub struct Shared {
     snapshot: ArcSwap<Snapshot>,
     counters: Mutex<Counters>,
     posture: Mutex<PostureMaps>,
+    fast_path: Mutex<FastPathStats>,
     dns: Mutex<DnsMaps>,
     events: Mutex<EventLog>,
     pub reloads_ok: AtomicU64,
@@ -175,6 +178,7 @@ impl Shared {
     pub fn new(
         counters: Counters,
         posture: PostureMaps,
+        fast_path: FastPathStats,
         dns: DnsMaps,
         xds: Option<xds::StatusHandle>,
     ) -> Self {
@@ -182,6 +186,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             counters: Mutex::new(counters),
             posture: Mutex::new(posture),
+            fast_path: Mutex::new(fast_path),
             dns: Mutex::new(dns),
             events: Mutex::new(EventLog {
                 records: VecDeque::new(),
@@ -213,6 +218,11 @@ impl Shared {
 
     pub fn posture(&self) -> MutexGuard<'_, PostureMaps> {
         self.posture.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The fast path's counters.
+    pub fn fast_path(&self) -> MutexGuard<'_, FastPathStats> {
+        self.fast_path.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// What the kernel learned from DNS answers.

@@ -90,8 +90,10 @@ impl Attachments {
                 links.push(attach_skb(kernel, cgroup_id, path, name, direction)?);
             }
         }
-        if kernel.tls_posture {
+        if kernel.needs_sockops() {
             links.push(attach_sockops(kernel, cgroup_id, path)?);
+        }
+        if kernel.tls_posture {
             links.push(attach_skb(
                 kernel,
                 cgroup_id,
@@ -191,7 +193,7 @@ impl Attachments {
     }
 }
 
-/// sock_ops on a governed cgroup (TLS posture: socket owners, sockhash).
+/// sock_ops on a governed cgroup (TLS posture and the fast path: socket owners, sockhash).
 fn attach_sockops(kernel: &mut Kernel, cgroup_id: u64, path: &Path) -> Result<HeldLink> {
     let name = dataplane_common::posture::program_names::SOCKOPS;
     attach_once(kernel, cgroup_id, path, name, |ebpf, dir| {

@@ -39,6 +39,28 @@ pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets> {
     })
 }
 
+/// Offsets of the socket fields the fast path reads, from the kernel's own BTF.
+pub fn sock_offsets(path: &Path) -> Result<dataplane_common::fast_path::SockOffsets> {
+    let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let btf = Btf::parse(&data)?;
+    let field = |s: &str, f: &str| -> Result<u32> {
+        btf.field_offset(s, f)
+            .with_context(|| format!("no field {s}.{f} in the kernel's BTF"))
+    };
+    Ok(dataplane_common::fast_path::SockOffsets {
+        write_seq: field("tcp_sock", "write_seq")?,
+        copied_seq: field("tcp_sock", "copied_seq")?,
+        rcvbuf: field("sock", "sk_rcvbuf")?,
+        // `sk_rmem_alloc` is `sk_backlog.rmem_alloc`, inside an unnamed struct type.
+        rmem_alloc: field("sock", "sk_backlog")?
+            + btf
+                .member_of_field("sock", "sk_backlog", "rmem_alloc")
+                .context("no field sock.sk_backlog.rmem_alloc in the kernel's BTF")?,
+        valid: 1,
+        _pad: 0,
+    })
+}
+
 struct Member {
     name: u32,
     type_id: u32,
@@ -139,6 +161,20 @@ impl<'a> Btf<'a> {
             .map(|bits| bits / 8)
     }
 
+    /// Byte offset of `inner` within the type of member `field` of struct `name`.
+    fn member_of_field(&self, name: &str, field: &str, inner: &str) -> Option<u32> {
+        let outer = self
+            .types
+            .iter()
+            .find(|t| t.kind == KIND_STRUCT && self.name(t.name) == name.as_bytes())?;
+        let member = outer
+            .members
+            .iter()
+            .find(|m| self.name(m.name) == field.as_bytes())?;
+        let ty = self.resolve(member.type_id)?;
+        self.member_bits(ty, inner.as_bytes()).map(|bits| bits / 8)
+    }
+
     fn member_bits(&self, t: &Type, field: &[u8]) -> Option<u32> {
         t.members.iter().find_map(|m| {
             let name = self.name(m.name);
@@ -185,6 +221,16 @@ mod tests {
         assert!(o.task_mm > 0 && o.task_mm < 16 * 1024, "{o:?}");
         assert!(o.mm_exe_file > 0 && o.mm_exe_file < 8 * 1024, "{o:?}");
         assert_ne!(o.inode_ino, o.inode_sb);
+    }
+
+    #[test]
+    fn finds_the_socket_fields_of_the_fast_path() {
+        let o = sock_offsets(Path::new(VMLINUX_BTF)).expect("kernel BTF readable");
+        assert_eq!(o.valid, 1);
+        // struct sock opens struct tcp_sock; the TCP fields lie beyond it.
+        assert!(o.write_seq > o.rcvbuf && o.copied_seq > o.rcvbuf, "{o:?}");
+        assert_ne!(o.write_seq, o.copied_seq);
+        assert!(o.rmem_alloc > 0 && o.rmem_alloc < 1024, "{o:?}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ use aya::{
     maps::Map,
     programs::{CgroupSockAddr, SkLookup},
 };
+use dataplane_common::fast_path::{
+    SockOffsets, Switches, map_names as fast_path_maps, program_names as fast_path_programs,
+};
 use dataplane_common::posture::{
     ConnKey, map_names as posture_maps, program_names as posture_programs, stages,
 };
@@ -22,6 +25,7 @@ use super::{
     counters::Counters,
     dns_learning::DnsMaps,
     events::EventReader,
+    fast_path::FastPathStats,
     posture::PostureMaps,
     tables::{TableMaps, Tables},
 };
@@ -43,6 +47,16 @@ pub struct Kernel {
     pub tls_posture: bool,
     /// The DNS learning programs are loaded (attached with the cgroup programs).
     pub dns_learning: bool,
+    /// Same-node fast path: sock_ops and the sk_msg stages are loaded (sock_ops is attached
+    /// with the cgroup programs).
+    pub fast_path: bool,
+}
+
+impl Kernel {
+    /// sock_ops goes on every governed cgroup: posture and the fast path both need it.
+    pub fn needs_sockops(&self) -> bool {
+        self.tls_posture || self.fast_path
+    }
 }
 
 /// Optional program families.
@@ -50,6 +64,7 @@ pub struct Kernel {
 pub struct Features {
     pub tls_posture: bool,
     pub dns_learning: bool,
+    pub fast_path: bool,
 }
 
 /// cgroup_skb programs of in-kernel DNS learning, attached to every governed cgroup.
@@ -68,6 +83,7 @@ pub const DNS_PROGRAMS: [(&str, aya::programs::CgroupSkbAttachType); 2] = [
 pub struct Loaded {
     pub kernel: Kernel,
     pub posture: PostureMaps,
+    pub fast_path: FastPathStats,
     pub dns: DnsMaps,
     pub tables: Tables,
     pub counters: Counters,
@@ -80,6 +96,7 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
     let Features {
         tls_posture,
         dns_learning,
+        fast_path,
     } = features;
     let pins = PinDir::prepare(pin_root)?;
     let adopted = pins.has_pinned_maps();
@@ -102,8 +119,8 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
     sk_lookup.load().context("verifier rejected mw_sk_lookup")?;
     // Every program is loaded before maps are taken out of the object: a map whose handle is
     // dropped (KERNEL_OFFSETS, once written) could no longer be referenced by a later load.
-    if tls_posture {
-        load_posture_programs(&mut ebpf)?;
+    if tls_posture || fast_path {
+        load_stream_programs(&mut ebpf)?;
     }
     if dns_learning {
         for (name, _) in DNS_PROGRAMS {
@@ -136,6 +153,19 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
         take(&mut ebpf, dns_learning::map_names::DNS_STATS)?,
     )?;
     write_kernel_offsets(take(&mut ebpf, map_names::KERNEL_OFFSETS)?);
+    // Written at every start, after the programs that read them are loaded: a restarted agent's
+    // flags apply to the pinned programs and to the sockets already in the sockhash.
+    write_switches(
+        take(&mut ebpf, fast_path_maps::SWITCHES)?,
+        Switches {
+            tls_posture: u32::from(tls_posture),
+            fast_path: u32::from(fast_path),
+        },
+    )?;
+    if fast_path {
+        write_sock_offsets(take(&mut ebpf, fast_path_maps::SOCK_OFFSETS)?);
+    }
+    let fast_path_stats = FastPathStats::new(take(&mut ebpf, fast_path_maps::STATS)?)?;
     let counters = Counters::new(
         take(&mut ebpf, map_names::RULE_COUNTERS)?,
         take(&mut ebpf, map_names::RULE_NAMES)?,
@@ -149,6 +179,7 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
     )?;
     Ok(Loaded {
         posture,
+        fast_path: fast_path_stats,
         dns,
         kernel: Kernel {
             ebpf,
@@ -156,6 +187,7 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
             adopted,
             tls_posture,
             dns_learning,
+            fast_path,
         },
         tables,
         counters,
@@ -186,9 +218,30 @@ fn write_kernel_offsets(map: Map) {
     }
 }
 
+/// Owner of SWITCHES: which optional data paths the running agent turned on.
+fn write_switches(map: Map, switches: Switches) -> Result<()> {
+    Array::<MapData, Switches>::try_from(map)?
+        .set(0, &switches, 0)
+        .context("write MW_SWITCHES")
+}
+
+/// Owner of SOCK_OFFSETS. Without BTF the fast path never redirects (counted); nothing breaks.
+fn write_sock_offsets(map: Map) {
+    let written = btf::sock_offsets(Path::new(btf::VMLINUX_BTF)).and_then(|offsets| {
+        Array::<MapData, SockOffsets>::try_from(map)?
+            .set(0, &offsets, 0)
+            .map_err(anyhow::Error::from)
+    });
+    if let Err(e) = written {
+        tracing::warn!(error = %format!("{e:#}"), "no socket offsets: the fast path will not redirect");
+    }
+}
+
 /// Loads sock_ops (attached per governed cgroup, like the others) and attaches the stream
 /// programs to the sockhash: an attachment held by the pinned map, so it outlives the agent.
-fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
+/// The sk_msg stages serve TLS posture (SNI verdicts) and the fast path alike: a socket has one
+/// sk_msg program.
+fn load_stream_programs(ebpf: &mut Ebpf) -> Result<()> {
     let sockops: &mut SockOps = ebpf
         .program_mut(posture_programs::SOCKOPS)
         .context("program mw_sockops missing from the object")?
@@ -205,6 +258,7 @@ fn load_posture_programs(ebpf: &mut Ebpf) -> Result<()> {
         (stages::HELLO, posture_programs::MSG_HELLO),
         (stages::SNI, sni_policy::program_names::MSG_SNI),
         (stages::OFFER, posture_programs::MSG_OFFER),
+        (stages::FAST, fast_path_programs::MSG_FAST),
     ] {
         let prog: &mut SkMsg = ebpf
             .program_mut(name)

@@ -7,6 +7,7 @@ pub mod cgroup;
 pub mod counters;
 pub mod dns_learning;
 pub mod events;
+pub mod fast_path;
 pub mod loader;
 pub mod posture;
 pub mod tables;
