@@ -271,6 +271,12 @@ impl Agent {
         self.child = Some(cmd.spawn().expect("start meshward"));
     }
 
+    /// Starts another agent process on the same pins with other flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     /// SIGKILL: no cleanup at all, as in a crash.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
