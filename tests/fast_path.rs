@@ -15,7 +15,10 @@ use std::{
     time::Duration,
 };
 
-use support::*;
+use support::{
+    tls::{Pki, records},
+    *,
+};
 
 const STRESS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/stress.py");
 const GIB: u64 = 1 << 30;
@@ -280,4 +283,64 @@ fn wait_for(pred: impl Fn() -> bool, what: &str) {
         assert!(std::time::Instant::now() < deadline, "timed out: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// TLS between two governed workloads on one node with posture on: the handshake is read on the
+/// stack (both ends report TLS 1.3 and the server name), then the application data is
+/// redirected, and the 8 MiB echoed each way arrive byte for byte.
+#[test]
+fn tls_posture_is_reported_and_the_data_after_the_handshake_is_redirected() {
+    let cgroups = CgroupTree::new("fp-tls");
+    let (client, server) = (cgroups.child("client"), cgroups.child("server"));
+    let scratch = Scratch::new("fp-tls");
+    let pki = Pki::new(&scratch);
+    let policy = scratch.write(
+        "policy.yaml",
+        &[
+            workload("tls", "client", "client", &client),
+            workload("tls", "server", "server", &server),
+        ]
+        .concat(),
+    );
+    let agent = Agent::start("fp-tls", &policy, &["--fast-path", "--tls-posture"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/support/tls_echo.py");
+    let port = free_port().to_string();
+    let mut cmd = Command::new(PYTHON);
+    cmd.args([script, "server", &port])
+        .args([pki.path("server.crt"), pki.path("server.key")])
+        .stdout(Stdio::piped());
+    let mut echo = Killed(in_cgroup(&mut cmd, &server));
+    let mut line = String::new();
+    BufReader::new(echo.0.stdout.as_mut().expect("stdout"))
+        .read_line(&mut line)
+        .expect("tls echo server output");
+    assert_eq!(line.trim(), "listening");
+    let total = 8 << 20;
+    let mut cmd = Command::new(PYTHON);
+    cmd.args([script, "client", &port, &pki.path("ca.crt")])
+        .args([total.to_string(), "2026".to_string()])
+        .stdout(Stdio::piped());
+    let out = in_cgroup(&mut cmd, &client)
+        .wait_with_output()
+        .expect("tls echo client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("ok {total}"), "client: {text}");
+    for (workload, role) in [("client", "client"), ("server", "server")] {
+        let rows = records(&agent, workload, 1);
+        assert!(
+            rows.iter().any(|r| r["tls_version"] == "TLS 1.3"
+                && r["sni"] == "server.test"
+                && r["role"] == role),
+            "{workload}: {rows:#?}"
+        );
+    }
+    print_counters(&agent);
+    assert!(
+        fast(&agent, "stack_posture") > 0,
+        "the handshake did not go by the stack"
+    );
+    assert!(
+        fast(&agent, "redirected_bytes") >= total,
+        "the data after the handshake was not redirected"
+    );
 }

@@ -10,52 +10,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::*;
+use support::{
+    tls::{Pki, records},
+    *,
+};
 
 /// A CA, a server certificate for server.test and a client certificate, made with openssl.
-struct Pki {
-    dir: PathBuf,
-}
-
-impl Pki {
-    fn new(scratch: &Scratch) -> Self {
-        let dir = scratch.dir.clone();
-        let sh = |cmd: &str| {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .current_dir(&dir)
-                .output()
-                .expect("sh");
-            assert!(
-                out.status.success(),
-                "{cmd}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        sh(
-            "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -subj /CN=meshward-test-ca -days 2",
-        );
-        for name in ["server", "client"] {
-            let cn = if name == "server" {
-                "server.test"
-            } else {
-                "client.test"
-            };
-            sh(&format!(
-                "openssl req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={cn} && \
-                 printf 'subjectAltName=DNS:{cn}\\n' > {name}.ext && \
-                 openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
-            ));
-        }
-        Self { dir }
-    }
-
-    fn path(&self, f: &str) -> String {
-        self.dir.join(f).display().to_string()
-    }
-}
-
 /// An `openssl s_server` (outside any governed cgroup unless `rel` is given), killed on drop.
 struct TlsServer {
     child: std::process::Child,
@@ -122,27 +82,6 @@ fn s_client(pki: &Pki, rel: Option<&str>, port: u16, extra: &[&str]) -> bool {
 
 fn config(scratch: &Scratch, entries: &[String]) -> PathBuf {
     scratch.write("policy.yaml", &entries.concat())
-}
-
-/// The posture records of a workload, once at least `min` handshakes were counted.
-fn records(agent: &Agent, workload: &str, min: u64) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let p = agent.json("/posture");
-        let rows: Vec<serde_json::Value> = p["records"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["workload"] == workload)
-            .cloned()
-            .collect();
-        let total: u64 = rows.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum();
-        if total >= min {
-            return rows;
-        }
-        assert!(Instant::now() < deadline, "no posture for {workload}: {p}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn one(rows: &[serde_json::Value]) -> &serde_json::Value {

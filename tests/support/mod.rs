@@ -3,6 +3,8 @@
 //! Programs are attached only to cgroups the test created.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::{
     fs,
     io::{Read, Write},
