@@ -200,12 +200,13 @@ fn with_posture_parsing_on_bytes_stay_in_order_across_the_switch() {
 }
 
 /// A reader asleep in epoll_wait wakes for every redirected message (the wake-up class of bug
-/// the seed talk describes for strparser).
+/// the seed talk describes for strparser). The server listens before the agent starts, as a
+/// node's servers do: its accepted sockets join the fast path all the same.
 #[test]
 fn epoll_readers_wake_for_redirected_data() {
     let mesh = Mesh::new("fp-wake");
-    let agent = Agent::start("fp-wake", &mesh.policy, &["--fast-path"]);
     let _server = mesh.serve(ECHO_PORT, Some(&mesh.server));
+    let agent = Agent::start("fp-wake", &mesh.policy, &["--fast-path"]);
     let before = fast(&agent, "redirected");
     let rounds = 300;
     let report = mesh.client("wake", ECHO_PORT, &[rounds.to_string()]);

@@ -51,14 +51,12 @@ pub fn mw_sockops(ctx: SockOpsContext) -> u32 {
         }
         ACTIVE_ESTABLISHED_CB => {
             let cookie = unsafe { bpf_get_socket_cookie(ctx.ops.cast()) };
-            if let Some(w) = unsafe { SOCK_OWNERS.get(&cookie) }.copied() {
-                established(&ctx, w, roles::CLIENT);
-            }
+            let owner = unsafe { SOCK_OWNERS.get(&cookie) }.copied();
+            established(&ctx, owner, roles::CLIENT);
         }
         PASSIVE_ESTABLISHED_CB => {
-            if let Some(w) = unsafe { LISTENERS.get(&listener_key(&ctx)) }.copied() {
-                established(&ctx, w, roles::SERVER);
-            }
+            let owner = unsafe { LISTENERS.get(&listener_key(&ctx)) }.copied();
+            established(&ctx, owner, roles::SERVER);
         }
         STATE_CB => {
             if ctx.arg(1) == TCP_CLOSE {
@@ -119,17 +117,21 @@ fn listener_key(ctx: &SockOpsContext) -> ListenerKey {
     }
 }
 
-/// A governed socket is established: posture starts reading its handshake, and it joins the
-/// sockhash if sk_msg must see what it sends.
+/// A socket of a governed cgroup (this program runs for no other) is established: posture starts
+/// reading its handshake if its owner is known, and it joins the sockhash if sk_msg must see
+/// what it sends. The owner is unknown for a socket that connected or listened before this
+/// agent attached: the fast path still applies to it, posture does not.
 #[inline(always)]
-fn established(ctx: &SockOpsContext, owner: Owner, role: u8) {
+fn established(ctx: &SockOpsContext, owner: Option<Owner>, role: u8) {
     let Some(key) = conn_key(ctx) else { return };
     let switches = fast_path::switches();
-    // Only sockets whose ClientHello an SNI verdict may cut need sk_msg for posture; the
-    // others are read by cgroup_skb on both sides.
-    let by_msg = switches.tls_posture != 0 && owner.flags & workload_flags::HAS_NAME_RULES != 0;
-    let tracked = switches.tls_posture != 0 && track(ctx, &key, owner, role, by_msg);
-    let by_msg = by_msg && tracked;
+    let mut by_msg = false;
+    if let (Some(owner), true) = (owner, switches.tls_posture != 0) {
+        // Only sockets whose ClientHello an SNI verdict may cut need sk_msg for posture; the
+        // others are read by cgroup_skb on both sides.
+        let wants_msg = owner.flags & workload_flags::HAS_NAME_RULES != 0;
+        by_msg = track(ctx, &key, owner, role, wants_msg) && wants_msg;
+    }
     if !by_msg && switches.fast_path == 0 {
         return;
     }

@@ -6,7 +6,8 @@
 //! bulk stream. Setups are interleaved round by round; medians, ratios to (a), CPU per operation.
 //!
 //! Run as root: `cargo bench -p dataplane --bench sidecar`. Environment: MESHWARD_BENCH_ROUNDS
-//! (default 5), MESHWARD_BENCH_SECS per measurement (default 3), MESHWARD_ENVOY (Envoy binary).
+//! (default 5), MESHWARD_BENCH_SECS per measurement (default 3), MESHWARD_ENVOY (Envoy binary),
+//! MESHWARD_BENCH_SETUPS (a subset, e.g. `a,c`).
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
@@ -86,9 +87,12 @@ fn available_setups() -> Vec<Setup> {
     if !fast_path {
         eprintln!("(c) not available in this build (`meshward run --help` has no --fast-path)");
     }
+    // MESHWARD_BENCH_SETUPS=a,c runs a subset (by the letters of the labels).
+    let only = std::env::var("MESHWARD_BENCH_SETUPS").unwrap_or_default();
     Setup::ALL
         .into_iter()
         .filter(|s| *s != Setup::FastPath || fast_path)
+        .filter(|s| only.is_empty() || only.split(',').any(|l| s.label()[1..].starts_with(l)))
         .collect()
 }
 
@@ -134,6 +138,9 @@ fn report_agent_verdicts(running: &Running) {
             "{}: allow verdicts egress {egress}, inbound {inbound}",
             running.setup.label()
         );
+    }
+    if let Some(counts) = running.fast_path_counts() {
+        eprintln!("{}: fast path {counts}", running.setup.label());
     }
 }
 

@@ -88,6 +88,20 @@ impl Running {
         };
         Some((count("client-to-server"), count("server-admits-client")))
     }
+
+    /// The fast path's counters, as `event=value` pairs (a check of what it redirected).
+    pub fn fast_path_counts(&self) -> Option<String> {
+        let agent = self.agent.as_ref()?;
+        let text = agent.get("/metrics");
+        let pairs: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("meshward_fast_path_total{event=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .filter(|(_, v)| *v != "0")
+            .map(|(event, v)| format!("{event}={v}"))
+            .collect();
+        Some(pairs.join(" "))
+    }
 }
 
 struct KillOnDrop(Child);
