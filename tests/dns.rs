@@ -442,3 +442,66 @@ fn answers_nobody_asked_for_are_not_learned() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The DNS learning programs look at every packet of the cgroups they are on: they go only on
+/// workloads with DNS-name rules, follow the policy when a reload adds or removes such rules,
+/// and a workload without them learns nothing.
+#[test]
+fn learning_programs_go_only_on_workloads_with_name_rules() {
+    let dns = Dnsmasq::start(&[("svc.names.test", "127.0.0.28")], 60);
+    let cg = CgroupTree::new("dns-attach");
+    let client = cg.child("client");
+    let plain = cg.child("plain");
+    let scratch = Scratch::new("dns-attach");
+    let without_names = policy(&client, &dns, &[]) + &workload("n", "plain", "plain", &plain);
+    let config = scratch.write("policy.yaml", &without_names);
+    let agent = learning_agent("dns-attach", &config, &dns, "5");
+    let dns_links = || {
+        let mut names: Vec<String> = std::fs::read_dir(agent.pin_path.join("links"))
+            .expect("links pin directory")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.contains("mw_dns_"))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        dns_links(),
+        Vec::<String>::new(),
+        "no name rule, no DNS program"
+    );
+
+    let with_names = policy(&client, &dns, &[("names", "ALLOW", "\"*.names.test\"")])
+        + &workload("n", "plain", "plain", &plain);
+    write_atomic(&config, &with_names);
+    let client_id = std::fs::metadata(cgroup2_root().join(&client))
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .expect("client cgroup");
+    let expected = vec![
+        format!("cgroup-{client_id}-mw_dns_egress"),
+        format!("cgroup-{client_id}-mw_dns_ingress"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dns_links() != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "links: {:?}",
+            dns_links()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (svc, _l) = listener("127.0.0.28");
+    let run = resolve_connect(&client, dns.addr, &["svc.names.test"], svc.port(), 1, &[]);
+    assert_eq!((run.answers, run.allowed), (1, 1), "{run:?}");
+
+    write_atomic(&config, &without_names);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !dns_links().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "links: {:?}",
+            dns_links()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -49,7 +49,7 @@ impl Mesh {
         let policy = scratch.write(
             "mesh.yaml",
             &format!(
-                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: client\n  namespace: fp\n  annotations:\n    meshward.io/cgroup: {client}\nspec:\n  address: {cip}\n  serviceAccount: client\n  labels:\n    app: client\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: server\n  namespace: fp\n  annotations:\n    meshward.io/cgroup: {server}\n    meshward.io/netns: {netns}\nspec:\n  address: {sip}\n  serviceAccount: server\n  labels:\n    app: server\n---\napiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: client-to-server\n  namespace: fp\nspec:\n  selector:\n    matchLabels:\n      app: client\n  action: ALLOW\n  rules:\n  - to:\n    - hosts: [\"{sip}\"]\n      ports: [{ECHO_PORT}, {OTHER_PORT}]\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: server-admits-client\n  namespace: fp\nspec:\n  selector:\n    matchLabels:\n      app: server\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/fp/sa/client\"]\n",
+                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: client\n  namespace: fp\n  annotations:\n    meshward.io/cgroup: {client}\nspec:\n  address: {cip}\n  serviceAccount: client\n  labels:\n    app: client\n---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: server\n  namespace: fp\n  annotations:\n    meshward.io/cgroup: {server}\n    meshward.io/netns: {netns}\nspec:\n  address: {sip}\n  serviceAccount: server\n  labels:\n    app: server\n---\napiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: client-to-server\n  namespace: fp\nspec:\n  selector:\n    matchLabels:\n      app: client\n  action: ALLOW\n  rules:\n  - to:\n    - hosts: [\"{sip}\"]\n      ports: [{ECHO_PORT}, {OTHER_PORT}]\n---\napiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: watch-echo\n  namespace: fp\nspec:\n  selector:\n    matchLabels:\n      app: client\n  action: AUDIT\n  rules:\n  - to:\n    - hosts: [\"{sip}\"]\n      ports: [{ECHO_PORT}]\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: server-admits-client\n  namespace: fp\nspec:\n  selector:\n    matchLabels:\n      app: server\n  action: ALLOW\n  rules:\n  - from:\n    - source:\n        principals: [\"cluster.local/ns/fp/sa/client\"]\n",
                 cip = net.client_ip,
                 sip = net.server_ip,
                 netns = netns.display(),
@@ -153,6 +153,15 @@ fn a_gibibyte_under_stress_arrives_byte_exact_through_the_fast_path() {
         fast(&agent, "sockets_joined") >= 2 * 128,
         "both ends of every connection join"
     );
+    // Verdicts are counted at connect as without the fast path, AUDIT included.
+    let verdicts = |policy, verdict| {
+        agent.metric(
+            "meshward_rule_verdicts_total",
+            &[("policy", policy), ("verdict", verdict)],
+        )
+    };
+    assert_eq!(verdicts("client-to-server", "allow"), Some(128));
+    assert_eq!(verdicts("watch-echo", "audit"), Some(128));
 }
 
 fn print_counters(agent: &Agent) {

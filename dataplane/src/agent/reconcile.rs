@@ -546,6 +546,9 @@ impl Reconciler {
         };
         let mut workloads = Vec::new();
         let mut governed = BTreeSet::new();
+        // Workloads (or their binary subjects) with DNS-name rules: the only ones whose
+        // answers there is anything to learn from.
+        let watched: BTreeSet<u32> = compiled.dns_watch.iter().map(|d| d.workload_id).collect();
         for w in &compiled.workloads {
             let value = WorkloadValue {
                 workload_id: w.workload_id,
@@ -577,6 +580,12 @@ impl Reconciler {
                                 id,
                                 &path,
                             )?);
+                            if watched.contains(&w.workload_id)
+                                && let Some(dns) =
+                                    self.attachments.ensure_dns(&mut self.kernel, id, &path)?
+                            {
+                                governed.insert(dns);
+                            }
                             generation.workloads.push((id, value));
                             status.cgroup_id = Some(id);
                             status.governed = true;

@@ -25,6 +25,8 @@ use super::loader::{Kernel, SOCK_ADDR_PROGRAMS};
 pub enum Target {
     /// cgroup id (inode of the cgroup directory).
     Cgroup(u64),
+    /// The DNS learning programs on a cgroup (id): only where the workload has DNS-name rules.
+    CgroupDns(u64),
     /// Network namespace inode.
     Netns(u64),
 }
@@ -85,11 +87,6 @@ impl Attachments {
                 _link: link,
             });
         }
-        if kernel.dns_learning {
-            for (name, direction) in super::loader::DNS_PROGRAMS {
-                links.push(attach_skb(kernel, cgroup_id, path, name, direction)?);
-            }
-        }
         if kernel.needs_sockops() {
             links.push(attach_sockops(kernel, cgroup_id, path)?);
         }
@@ -112,6 +109,29 @@ impl Attachments {
         tracing::info!(cgroup = %path.display(), cgroup_id, "governing cgroup");
         self.held.insert(target, links);
         Ok(target)
+    }
+
+    /// Attaches the DNS learning programs to a governed cgroup whose workload has DNS-name rules,
+    /// once. They look at every packet of the cgroup: a workload with nothing to learn does not
+    /// pay for them. None when DNS learning is off.
+    pub fn ensure_dns(
+        &mut self,
+        kernel: &mut Kernel,
+        cgroup_id: u64,
+        path: &Path,
+    ) -> Result<Option<Target>> {
+        if !kernel.dns_learning {
+            return Ok(None);
+        }
+        let target = Target::CgroupDns(cgroup_id);
+        if !self.held.contains_key(&target) {
+            let mut links = Vec::new();
+            for (name, direction) in super::loader::DNS_PROGRAMS {
+                links.push(attach_skb(kernel, cgroup_id, path, name, direction)?);
+            }
+            self.held.insert(target, links);
+        }
+        Ok(Some(target))
     }
 
     /// Attaches sk_lookup to the network namespace at `path` (e.g. /var/run/netns/NAME), once.
