@@ -92,8 +92,7 @@ fn decide(ctx: &SkMsgContext) -> Result<(), u32> {
     }
     // SAFETY: sk_msg_md.sk is the sending socket (a full socket, never NULL in sk_msg).
     let own = unsafe { read_volatile(&(*ctx.msg).__bindgen_anon_3.sk) };
-    let own_write_seq =
-        tcp_field(own.cast(), offsets.write_seq).ok_or(stats::STACK_NO_OFFSETS)?;
+    let own_write_seq = tcp_field(own.cast(), offsets.write_seq).ok_or(stats::STACK_NO_OFFSETS)?;
     peer_ready(&peer, own_write_seq, &offsets)?;
     // SAFETY: helper on our own context and a sockhash key on the stack.
     let r = SOCKS.redirect_msg(ctx, &mut peer, u64::from(BPF_F_INGRESS));

@@ -18,9 +18,9 @@ use dataplane_common::{
 };
 
 use crate::{
+    fast_path,
     identity::current_workload,
     maps::CONFIG,
-    fast_path,
     posture_maps::{CONNS, LISTENERS, SOCK_OWNERS, SOCKS, ZERO, bump},
     process,
 };

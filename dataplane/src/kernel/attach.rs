@@ -124,12 +124,12 @@ impl Attachments {
             return Ok(None);
         }
         let target = Target::CgroupDns(cgroup_id);
-        if !self.held.contains_key(&target) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.held.entry(target) {
             let mut links = Vec::new();
             for (name, direction) in super::loader::DNS_PROGRAMS {
                 links.push(attach_skb(kernel, cgroup_id, path, name, direction)?);
             }
-            self.held.insert(target, links);
+            slot.insert(links);
         }
         Ok(Some(target))
     }
