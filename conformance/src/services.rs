@@ -73,7 +73,10 @@ impl Services {
             services.children.push(child);
         }
         if !case.dns.is_empty() {
-            services.children.push(dnsmasq(case, topo)?);
+            let mut resolver = dnsmasq(case, topo)?;
+            let ready = wait_listening_udp(&mut resolver, 53);
+            services.children.push(resolver);
+            ready?;
         }
         Ok(services)
     }
@@ -102,4 +105,33 @@ fn dnsmasq(case: &Case, topo: &Topology) -> Result<Child> {
         cmd.arg(format!("--host-record={name},{}", w.address));
     }
     spawn_in(&mut cmd, &topo.netns_path(), None).context("start dnsmasq (is it installed?)")
+}
+
+/// Waits until `child` has a UDP socket bound to `port` (its namespace's `/proc/<pid>/net/udp`
+/// and `udp6`), so that a case's first lookup never races the resolver's start; an exit or
+/// 10 s without it fails the case loudly.
+fn wait_listening_udp(child: &mut Child, port: u16) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wanted = format!(":{port:04X} ");
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("dnsmasq exited at start ({status})");
+        }
+        let bound = ["udp", "udp6"].iter().any(|table| {
+            std::fs::read_to_string(format!("/proc/{}/net/{table}", child.id())).is_ok_and(|t| {
+                t.lines().skip(1).any(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|a| format!("{a} ").ends_with(&wanted))
+                })
+            })
+        });
+        if bound {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("dnsmasq did not listen on port {port} within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -164,6 +164,7 @@ pub fn start(setup: Setup, topo: &Topology, files: &SetupFiles) -> Running {
     wait_until_path_works(topo, &running);
     if running.agent.is_some() {
         assert_enforcing(topo);
+        topo.wait_agent_idle();
     }
     running
 }

@@ -67,6 +67,24 @@ impl Topology {
         .map(|rel| cgroup_cpu_usec(&cgroup2_root().join(rel)))
     }
 
+    /// Waits until the agent's cgroup uses under 1% of a CPU over half a second (at most 60 s):
+    /// after a start on 200,000 rules the agent still clears the other generation slot and frees
+    /// the compile's memory for a while, and that is not the steady state being measured.
+    pub fn wait_agent_idle(&self) {
+        let agent = cgroup2_root().join(&self.agent_cgroup);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut last = cgroup_cpu_usec(&agent);
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let now = cgroup_cpu_usec(&agent);
+            if now - last < 5_000 {
+                return;
+            }
+            last = now;
+        }
+        eprintln!("the agent did not settle within 60 s");
+    }
+
     /// Moves a running process (all its threads) into `cgroup`.
     pub fn adopt(&self, pid: u32, cgroup: &str) {
         let procs = cgroup2_root().join(cgroup).join("cgroup.procs");
