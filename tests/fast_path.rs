@@ -259,17 +259,20 @@ fn policy_still_decides_and_ungoverned_peers_use_the_stack() {
     assert!(fast(&agent, "stack_peer_not_local") > 0);
 }
 
-/// The fast path stops under live connections: the agent is killed mid-stream (its sk_msg stage
-/// table goes with it) and comes back without `--fast-path`; every connection that was being
-/// redirected goes on through the stack without losing or reordering a byte.
+/// The fast path stops under live connections: the agent is killed mid-stream and comes back
+/// without `--fast-path`. The live sockets keep the dead agent's sk_msg program, which reads the
+/// new agent's switch: every connection that was being redirected goes on through the stack
+/// without losing or reordering a byte. One long-lived connection (small echoed messages for
+/// ~8 s) is sure to send across the switch; the bulk traffic may or may not.
 #[test]
 fn turning_the_fast_path_off_mid_stream_loses_no_byte() {
     let mesh = Mesh::new("fp-toggle");
     let mut agent = Agent::start("fp-toggle", &mesh.policy, &["--fast-path"]);
     let _server = mesh.serve(ECHO_PORT, Some(&mesh.server));
     let total = GIB / 2;
-    let (report, at_restart) = std::thread::scope(|s| {
-        let run = s.spawn(|| mesh.drive(ECHO_PORT, total, 16, seed()));
+    let (bulk, long_lived, at_restart) = std::thread::scope(|s| {
+        let bulk = s.spawn(|| mesh.drive(ECHO_PORT, total, 16, seed()));
+        let long_lived = s.spawn(|| mesh.client("wake", ECHO_PORT, &["800".to_string()]));
         wait_for(
             || fast(&agent, "redirected_bytes") > 16 << 20,
             "redirected traffic",
@@ -277,13 +280,19 @@ fn turning_the_fast_path_off_mid_stream_loses_no_byte() {
         agent.kill9();
         agent.restart_with(&[]);
         let at_restart = fast(&agent, "redirected");
-        (run.join().expect("stress client"), at_restart)
+        let bulk = bulk.join().expect("stress client");
+        (bulk, long_lived.join().expect("wake client"), at_restart)
     });
-    assert_clean(&report, total);
+    assert_clean(&bulk, total);
+    assert_eq!(long_lived["ok"], true, "{long_lived}");
     assert_eq!(
         fast(&agent, "redirected"),
         at_restart,
         "messages were redirected after the fast path was switched off"
+    );
+    assert!(
+        fast(&agent, "stack_disabled") > 0,
+        "no message met the switch"
     );
 }
 

@@ -120,7 +120,7 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
     // Every program is loaded before maps are taken out of the object: a map whose handle is
     // dropped (KERNEL_OFFSETS, once written) could no longer be referenced by a later load.
     if tls_posture || fast_path {
-        load_stream_programs(&mut ebpf)?;
+        load_stream_programs(&mut ebpf, tls_posture)?;
     }
     if dns_learning {
         for (name, _) in DNS_PROGRAMS {
@@ -240,8 +240,9 @@ fn write_sock_offsets(map: Map) {
 /// Loads sock_ops (attached per governed cgroup, like the others) and attaches the stream
 /// programs to the sockhash: an attachment held by the pinned map, so it outlives the agent.
 /// The sk_msg stages serve TLS posture (SNI verdicts) and the fast path alike: a socket has one
-/// sk_msg program.
-fn load_stream_programs(ebpf: &mut Ebpf) -> Result<()> {
+/// sk_msg program: the posture entry stage with TLS posture, else the fast-path stage itself
+/// (one program run per send instead of two and a tail call).
+fn load_stream_programs(ebpf: &mut Ebpf, tls_posture: bool) -> Result<()> {
     let sockops: &mut SockOps = ebpf
         .program_mut(posture_programs::SOCKOPS)
         .context("program mw_sockops missing from the object")?
@@ -302,13 +303,15 @@ fn load_stream_programs(ebpf: &mut Ebpf) -> Result<()> {
         .context("map MW_TLS_SOCKS missing from the object")?
         .try_into()?;
     let fd = socks.fd().try_clone().context("dup sockhash fd")?;
-    let msg: &mut SkMsg = ebpf
-        .program_mut(posture_programs::MSG)
-        .context("program mw_tls_msg")?
-        .try_into()?;
+    let entry = if tls_posture {
+        posture_programs::MSG
+    } else {
+        fast_path_programs::MSG_FAST
+    };
+    let msg: &mut SkMsg = ebpf.program_mut(entry).context(entry)?.try_into()?;
     let id = msg
         .attach(&fd)
-        .context("attach mw_tls_msg to the sockhash")?;
+        .with_context(|| format!("attach {entry} to the sockhash"))?;
     // The map holds the attachment; forget our handle so dropping it does not detach.
     std::mem::forget(msg.take_link(id)?);
     Ok(())
