@@ -13,7 +13,7 @@ use core::{ffi::c_void, ptr::read_volatile};
 
 use aya_ebpf::{
     bindings::{BPF_F_INGRESS, sk_action},
-    helpers::generated::{bpf_probe_read_kernel, bpf_skc_to_tcp_sock},
+    helpers::generated::bpf_skc_to_tcp_sock,
     macros::{map, sk_msg},
     maps::{Array, LruHashMap, PerCpuArray},
     programs::SkMsgContext,
@@ -26,6 +26,7 @@ use dataplane_common::{
 use crate::{
     posture_maps::{CONNS, SOCKS},
     posture_stream::msg_key,
+    process,
 };
 
 /// Owner: dataplane::kernel::loader (the running agent's switches).
@@ -76,7 +77,8 @@ pub fn bump(index: u32, by: u64) {
 /// Ok: the message is redirected to the peer. Err: the stack carries it, for this reason.
 #[inline(always)]
 fn decide(ctx: &SkMsgContext) -> Result<(), u32> {
-    if switches().fast_path == 0 {
+    let switches = switches();
+    if switches.fast_path == 0 {
         return Err(stats::STACK_DISABLED);
     }
     let offsets = SOCK_OFFSETS.get(0).copied().unwrap_or_default();
@@ -87,7 +89,7 @@ fn decide(ctx: &SkMsgContext) -> Result<(), u32> {
     let mut peer = key.peer();
     // Both ends' handshakes must have been read: bytes redirected now would never reach the
     // peer's cgroup_skb parser.
-    if CONNS.get_ptr(&peer).is_some() {
+    if switches.tls_posture != 0 && CONNS.get_ptr(&peer).is_some() {
         return Err(stats::STACK_POSTURE);
     }
     // SAFETY: sk_msg_md.sk is the sending socket (a full socket, never NULL in sk_msg).
@@ -138,41 +140,18 @@ pub fn forget(key: &ConnKey) {
     let _ = PEER_SOCKS.remove(key);
 }
 
+/// A u32 field at `offset` of the socket at address `sk` (a probe read).
 #[inline(always)]
-fn read_u32(base: u64, offset: u32) -> Result<u32, u32> {
-    let mut v: u32 = 0;
-    // SAFETY: a probe read of 4 bytes; fails cleanly on a bad address.
-    let r = unsafe {
-        bpf_probe_read_kernel(
-            (&mut v as *mut u32).cast(),
-            4,
-            (base + u64::from(offset)) as *const c_void,
-        )
-    };
-    if r == 0 {
-        Ok(v)
-    } else {
-        Err(stats::STACK_NO_OFFSETS)
-    }
+fn read_u32(sk: u64, offset: u32) -> Result<u32, u32> {
+    // SAFETY: a probe read; fails cleanly on a bad address.
+    unsafe { process::read(sk as *const u8, offset) }.ok_or(stats::STACK_NO_OFFSETS)
 }
 
 /// A u32 field at `offset` of the TCP socket `sk` (struct sock and tcp_sock share their
-/// start), read with bpf_probe_read_kernel; None if `sk` is not a TCP socket.
+/// start); None if `sk` is not a TCP socket.
 #[inline(always)]
 fn tcp_field(sk: *mut c_void, offset: u32) -> Option<u32> {
-    // SAFETY: the helper checks the socket type and returns NULL for anything but TCP.
-    let tp = unsafe { bpf_skc_to_tcp_sock(sk) } as *const u8;
-    if tp.is_null() {
-        return None;
-    }
-    let mut v: u32 = 0;
-    // SAFETY: a probe read of 4 bytes from the socket; fails cleanly on a bad address.
-    let r = unsafe {
-        bpf_probe_read_kernel(
-            (&mut v as *mut u32).cast(),
-            4,
-            tp.wrapping_add(offset as usize).cast(),
-        )
-    };
-    (r == 0).then_some(v)
+    // SAFETY: the helper checks the socket type and returns NULL for anything but TCP; the
+    // read is a probe read, and `read` rejects NULL.
+    unsafe { process::read(bpf_skc_to_tcp_sock(sk) as *const u8, offset) }
 }

@@ -62,7 +62,7 @@ pub fn current_exe() -> Option<(u64, u64)> {
 
 /// Reads a `T` at `base + offset` from kernel memory; None for a NULL base or a failed read.
 #[inline(always)]
-unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
+pub unsafe fn read<T>(base: *const u8, offset: u32) -> Option<T> {
     if base.is_null() {
         return None;
     }

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
-use dataplane_common::KernelOffsets;
+use anyhow::{Context, Result, anyhow, bail};
+use dataplane_common::{KernelOffsets, fast_path::SockOffsets};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -19,40 +19,54 @@ const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
 const KIND_TYPE_TAG: u32 = 18;
 
-/// Offsets for reading a task's executable identity, from the kernel's own BTF.
-pub fn kernel_offsets(path: &Path) -> Result<KernelOffsets> {
-    let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    let btf = Btf::parse(&data)?;
-    let field = |s: &str, f: &str| -> Result<u32> {
-        btf.field_offset(s, f)
-            .with_context(|| format!("no field {s}.{f} in the kernel's BTF"))
-    };
+/// Field offsets the kernel programs need, from one read and parse of the kernel's own BTF.
+/// Each family fails on its own: a missing field disables only the feature that reads it.
+pub struct Offsets {
+    /// task → mm → exe_file → inode: a task's executable identity (process-aware rules).
+    pub exe: Result<KernelOffsets>,
+    /// The socket fields the fast path reads.
+    pub sock: Result<SockOffsets>,
+}
+
+pub fn offsets(path: &Path) -> Offsets {
+    let parsed = std::fs::read(path)
+        .with_context(|| format!("read {}", path.display()))
+        .and_then(|data| {
+            let btf = Btf::parse(&data)?;
+            Ok((exe_offsets(&btf), sock_offsets(&btf)))
+        });
+    match parsed {
+        Ok((exe, sock)) => Offsets { exe, sock },
+        Err(e) => {
+            let why = format!("{e:#}");
+            Offsets {
+                exe: Err(anyhow!("{why}")),
+                sock: Err(anyhow!("{why}")),
+            }
+        }
+    }
+}
+
+fn exe_offsets(btf: &Btf) -> Result<KernelOffsets> {
     Ok(KernelOffsets {
-        task_mm: field("task_struct", "mm")?,
-        mm_exe_file: field("mm_struct", "exe_file")?,
-        file_inode: field("file", "f_inode")?,
-        inode_ino: field("inode", "i_ino")?,
-        inode_sb: field("inode", "i_sb")?,
-        sb_dev: field("super_block", "s_dev")?,
+        task_mm: btf.required("task_struct", "mm")?,
+        mm_exe_file: btf.required("mm_struct", "exe_file")?,
+        file_inode: btf.required("file", "f_inode")?,
+        inode_ino: btf.required("inode", "i_ino")?,
+        inode_sb: btf.required("inode", "i_sb")?,
+        sb_dev: btf.required("super_block", "s_dev")?,
         valid: 1,
         _pad: 0,
     })
 }
 
-/// Offsets of the socket fields the fast path reads, from the kernel's own BTF.
-pub fn sock_offsets(path: &Path) -> Result<dataplane_common::fast_path::SockOffsets> {
-    let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    let btf = Btf::parse(&data)?;
-    let field = |s: &str, f: &str| -> Result<u32> {
-        btf.field_offset(s, f)
-            .with_context(|| format!("no field {s}.{f} in the kernel's BTF"))
-    };
-    Ok(dataplane_common::fast_path::SockOffsets {
-        write_seq: field("tcp_sock", "write_seq")?,
-        copied_seq: field("tcp_sock", "copied_seq")?,
-        rcvbuf: field("sock", "sk_rcvbuf")?,
+fn sock_offsets(btf: &Btf) -> Result<SockOffsets> {
+    Ok(SockOffsets {
+        write_seq: btf.required("tcp_sock", "write_seq")?,
+        copied_seq: btf.required("tcp_sock", "copied_seq")?,
+        rcvbuf: btf.required("sock", "sk_rcvbuf")?,
         // `sk_rmem_alloc` is `sk_backlog.rmem_alloc`, inside an unnamed struct type.
-        rmem_alloc: field("sock", "sk_backlog")?
+        rmem_alloc: btf.required("sock", "sk_backlog")?
             + btf
                 .member_of_field("sock", "sk_backlog", "rmem_alloc")
                 .context("no field sock.sk_backlog.rmem_alloc in the kernel's BTF")?,
@@ -152,27 +166,35 @@ impl<'a> Btf<'a> {
         &rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]
     }
 
-    /// Byte offset of `field` in struct `name`, looking through anonymous struct/union members.
-    fn field_offset(&self, name: &str, field: &str) -> Option<u32> {
+    fn structs_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Type> + 's {
         self.types
             .iter()
-            .filter(|t| t.kind == KIND_STRUCT && self.name(t.name) == name.as_bytes())
+            .filter(move |t| t.kind == KIND_STRUCT && self.name(t.name) == name.as_bytes())
+    }
+
+    /// Byte offset of `field` in struct `name`, looking through anonymous struct/union members.
+    fn field_offset(&self, name: &str, field: &str) -> Option<u32> {
+        self.structs_named(name)
             .find_map(|t| self.member_bits(t, field.as_bytes()))
             .map(|bits| bits / 8)
     }
 
+    /// [`Self::field_offset`], or an error naming the field.
+    fn required(&self, name: &str, field: &str) -> Result<u32> {
+        self.field_offset(name, field)
+            .with_context(|| format!("no field {name}.{field} in the kernel's BTF"))
+    }
+
     /// Byte offset of `inner` within the type of member `field` of struct `name`.
     fn member_of_field(&self, name: &str, field: &str, inner: &str) -> Option<u32> {
-        let outer = self
-            .types
-            .iter()
-            .find(|t| t.kind == KIND_STRUCT && self.name(t.name) == name.as_bytes())?;
-        let member = outer
-            .members
-            .iter()
-            .find(|m| self.name(m.name) == field.as_bytes())?;
-        let ty = self.resolve(member.type_id)?;
-        self.member_bits(ty, inner.as_bytes()).map(|bits| bits / 8)
+        self.structs_named(name).find_map(|outer| {
+            let member = outer
+                .members
+                .iter()
+                .find(|m| self.name(m.name) == field.as_bytes())?;
+            let ty = self.resolve(member.type_id)?;
+            self.member_bits(ty, inner.as_bytes()).map(|bits| bits / 8)
+        })
     }
 
     fn member_bits(&self, t: &Type, field: &[u8]) -> Option<u32> {
@@ -215,7 +237,9 @@ mod tests {
     /// Runs against this machine's kernel: every kernel meshward supports ships BTF.
     #[test]
     fn finds_the_exe_file_chain_in_the_running_kernel() {
-        let o = kernel_offsets(Path::new(VMLINUX_BTF)).expect("kernel BTF readable");
+        let o = offsets(Path::new(VMLINUX_BTF))
+            .exe
+            .expect("kernel BTF readable");
         assert_eq!(o.valid, 1);
         // Sanity: fields lie inside their structs and differ where they must.
         assert!(o.task_mm > 0 && o.task_mm < 16 * 1024, "{o:?}");
@@ -225,7 +249,9 @@ mod tests {
 
     #[test]
     fn finds_the_socket_fields_of_the_fast_path() {
-        let o = sock_offsets(Path::new(VMLINUX_BTF)).expect("kernel BTF readable");
+        let o = offsets(Path::new(VMLINUX_BTF))
+            .sock
+            .expect("kernel BTF readable");
         assert_eq!(o.valid, 1);
         // struct sock opens struct tcp_sock; the TCP fields lie beyond it.
         assert!(o.write_seq > o.rcvbuf && o.copied_seq > o.rcvbuf, "{o:?}");

@@ -152,7 +152,8 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
         take(&mut ebpf, dns_learning::map_names::DNS_LEARNED)?,
         take(&mut ebpf, dns_learning::map_names::DNS_STATS)?,
     )?;
-    write_kernel_offsets(take(&mut ebpf, map_names::KERNEL_OFFSETS)?);
+    let offsets = btf::offsets(Path::new(btf::VMLINUX_BTF));
+    write_kernel_offsets(take(&mut ebpf, map_names::KERNEL_OFFSETS)?, offsets.exe);
     // Written at every start, after the programs that read them are loaded: a restarted agent's
     // flags apply to the pinned programs and to the sockets already in the sockhash.
     write_switches(
@@ -163,7 +164,7 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
         },
     )?;
     if fast_path {
-        write_sock_offsets(take(&mut ebpf, fast_path_maps::SOCK_OFFSETS)?);
+        write_sock_offsets(take(&mut ebpf, fast_path_maps::SOCK_OFFSETS)?, offsets.sock);
     }
     let fast_path_stats = FastPathStats::new(take(&mut ebpf, fast_path_maps::STATS)?)?;
     let counters = Counters::new(
@@ -202,8 +203,8 @@ fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
 
 /// Owner of KERNEL_OFFSETS: the field offsets the programs need to read a task's executable.
 /// Without BTF, process-aware rules cannot be enforced; everything else still is.
-fn write_kernel_offsets(map: Map) {
-    let offsets = match btf::kernel_offsets(Path::new(btf::VMLINUX_BTF)) {
+fn write_kernel_offsets(map: Map, offsets: Result<KernelOffsets>) {
+    let offsets = match offsets {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "no kernel BTF: EgressPolicy spec.binaries cannot be enforced");
@@ -226,8 +227,8 @@ fn write_switches(map: Map, switches: Switches) -> Result<()> {
 }
 
 /// Owner of SOCK_OFFSETS. Without BTF the fast path never redirects (counted); nothing breaks.
-fn write_sock_offsets(map: Map) {
-    let written = btf::sock_offsets(Path::new(btf::VMLINUX_BTF)).and_then(|offsets| {
+fn write_sock_offsets(map: Map, offsets: Result<SockOffsets>) {
+    let written = offsets.and_then(|offsets| {
         Array::<MapData, SockOffsets>::try_from(map)?
             .set(0, &offsets, 0)
             .map_err(anyhow::Error::from)
