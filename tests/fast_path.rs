@@ -259,6 +259,44 @@ fn policy_still_decides_and_ungoverned_peers_use_the_stack() {
     assert!(fast(&agent, "stack_peer_not_local") > 0);
 }
 
+/// A sockhash too small for every socket (`--sockhash-capacity 6`: three connections' two
+/// ends) under 16 concurrent connections: the sockets that do not fit keep the stack, each is
+/// counted, none loses or reorders a byte, and the ones that fit are still redirected.
+#[test]
+fn a_full_sockhash_leaves_sockets_on_the_stack_and_loses_no_byte() {
+    let mesh = Mesh::new("fp-full");
+    let mut agent = Agent::start(
+        "fp-full",
+        &mesh.policy,
+        &["--fast-path", "--sockhash-capacity", "6"],
+    );
+    let _server = mesh.serve(ECHO_PORT, Some(&mesh.server));
+    let total = 256 << 20;
+    let report = mesh.drive(ECHO_PORT, total, 16, seed());
+    assert_clean(&report, total);
+    print_counters(&agent);
+    assert!(
+        fast(&agent, "sockhash_full") > 0,
+        "no socket found the sockhash full"
+    );
+    // The first connections are opened one after the other, before any is full.
+    assert!(fast(&agent, "redirected") > 0, "nothing was redirected");
+
+    // A restarted agent that asks for the default size adopts the pinned sockhash as it is.
+    let full_before = fast(&agent, "sockhash_full");
+    agent.kill9();
+    agent.restart_with(&["--fast-path"]);
+    assert!(
+        agent
+            .log()
+            .contains("the adopted sockhash keeps its capacity"),
+        "the size mismatch was not reported"
+    );
+    let total = 32 << 20;
+    assert_clean(&mesh.drive(ECHO_PORT, total, 16, seed()), total);
+    assert!(fast(&agent, "sockhash_full") > full_before);
+}
+
 /// The fast path stops under live connections: the agent is killed mid-stream and comes back
 /// without `--fast-path`. The live sockets keep the dead agent's sk_msg program, which reads the
 /// new agent's switch: every connection that was being redirected goes on through the stack

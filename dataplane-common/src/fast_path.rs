@@ -14,6 +14,9 @@ pub mod map_names {
     pub const SOCK_OFFSETS: &str = "MW_SOCK_OFFSETS";
     /// Per-CPU counters, indexes in [`super::stats`]. Written by the kernel only.
     pub const STATS: &str = "MW_FAST_STATS";
+    /// Socket key → address of its `struct sock`, kernel-private; sized like the sockhash
+    /// by `dataplane::kernel::loader`.
+    pub const PEERS: &str = "MW_FAST_PEERS";
 }
 
 pub mod program_names {

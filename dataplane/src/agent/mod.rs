@@ -64,6 +64,13 @@ pub struct RunArgs {
     /// of a socket in a sockhash can see a spurious EAGAIN (docs/fast-path.md, "Known limits").
     #[arg(long)]
     pub fast_path: bool,
+    /// Sockets the sockhash holds (TLS posture's sk_msg readers and the fast path share it).
+    /// A socket that finds it full keeps the TCP/IP stack and is counted
+    /// (`meshward_fast_path_total{event="sockhash_full"}`). Applies when the maps are created;
+    /// maps adopted from a running agent keep their size.
+    #[arg(long, default_value_t = dataplane_common::posture::MAX_SOCKS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub sockhash_capacity: u32,
     /// Do not learn the addresses of DNS-name hosts from the DNS answers governed workloads
     /// receive (by default the kernel does, before the application reads them; docs/dns.md).
     #[arg(long)]
@@ -97,6 +104,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
             tls_posture: args.tls_posture,
             dns_learning: !args.no_dns_learning,
             fast_path: args.fast_path,
+            sockhash_capacity: args.sockhash_capacity,
         },
     )?;
     tracing::info!(

@@ -15,7 +15,7 @@ use dataplane_common::fast_path::{
     SockOffsets, Switches, map_names as fast_path_maps, program_names as fast_path_programs,
 };
 use dataplane_common::posture::{
-    ConnKey, map_names as posture_maps, program_names as posture_programs, stages,
+    ConnKey, MAX_SOCKS, map_names as posture_maps, program_names as posture_programs, stages,
 };
 use dataplane_common::{KernelOffsets, dns_learning, map_names, program_names, sni_policy};
 
@@ -60,11 +60,25 @@ impl Kernel {
 }
 
 /// Optional program families.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Features {
     pub tls_posture: bool,
     pub dns_learning: bool,
     pub fast_path: bool,
+    /// Entries of the sockhash (and of the fast path's peer table) when they are created;
+    /// maps adopted from a previous agent keep their size.
+    pub sockhash_capacity: u32,
+}
+
+impl Default for Features {
+    fn default() -> Self {
+        Self {
+            tls_posture: false,
+            dns_learning: false,
+            fast_path: false,
+            sockhash_capacity: MAX_SOCKS,
+        }
+    }
 }
 
 /// cgroup_skb programs of in-kernel DNS learning, attached to every governed cgroup.
@@ -97,11 +111,15 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
         tls_posture,
         dns_learning,
         fast_path,
+        sockhash_capacity,
     } = features;
     let pins = PinDir::prepare(pin_root)?;
     let adopted = pins.has_pinned_maps();
+    let sockhash_capacity = adopted_capacity(&pins, sockhash_capacity);
     let mut ebpf = EbpfLoader::new()
         .default_map_pin_directory(pins.maps())
+        .map_max_entries(posture_maps::SOCKS, sockhash_capacity)
+        .map_max_entries(fast_path_maps::PEERS, sockhash_capacity)
         .load(crate::EBPF_OBJECT)
         .context("load the meshward eBPF object")?;
     for name in SOCK_ADDR_PROGRAMS {
@@ -194,6 +212,23 @@ pub fn load(pin_root: &Path, features: Features) -> Result<Loaded> {
         counters,
         events,
     })
+}
+
+/// The sockhash a previous agent pinned keeps its size (sockets live in it; the loader refuses
+/// a pinned map whose size differs from the object's): a different `requested` is reported.
+fn adopted_capacity(pins: &PinDir, requested: u32) -> u32 {
+    let Ok(info) = aya::maps::MapInfo::from_pin(pins.maps().join(posture_maps::SOCKS)) else {
+        return requested;
+    };
+    let pinned = info.max_entries();
+    if pinned != requested {
+        tracing::warn!(
+            pinned,
+            requested,
+            "the adopted sockhash keeps its capacity; uninstall to change it"
+        );
+    }
+    pinned
 }
 
 fn take(ebpf: &mut Ebpf, name: &str) -> Result<Map> {
