@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use support::*;
 
@@ -345,6 +345,57 @@ fn invalid_reload_keeps_the_previous_policy() {
         h["status"] == "ok" && h["generation"] == 2
     });
     assert_eq!(probe(&client, "tcp", sa("127.0.0.1:10")), "ECONNREFUSED");
+}
+
+/// A config file rewritten in place (truncated, then written 150 ms later, as a script or an
+/// editor may) is not read while half written: the empty file in between would lift every
+/// policy. The agent checks the file every 50 ms; each rewrite becomes one generation.
+#[test]
+fn a_half_written_file_is_not_applied() {
+    use std::io::Write;
+    let cg = CgroupTree::new("halfwrite");
+    let client = cg.child("client");
+    let scratch = Scratch::new("halfwrite");
+    let policy = |port: u16| {
+        [
+            workload("hw", "client", "client", &client),
+            egress(
+                "hw",
+                "p",
+                Some("client"),
+                "ALLOW",
+                &format!("  - to:\n    - ports: [{port}]\n"),
+            ),
+        ]
+        .concat()
+    };
+    let config = scratch.write("policy.yaml", &policy(9));
+    let mut agent = Agent::start("halfwrite", &config, &["--watch-interval-ms", "50"]);
+    let rounds = 3;
+    for round in 1..=rounds {
+        let mut file = std::fs::File::create(&config).expect("truncate");
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(
+            probe(&client, "tcp", sa("127.0.0.1:10")),
+            "EPERM",
+            "round {round}: the truncated file lifted the policy"
+        );
+        std::thread::sleep(Duration::from_millis(30));
+        file.write_all(policy(20 + round).as_bytes())
+            .expect("write");
+        drop(file);
+        agent.wait_until("rewritten file applied", |h| {
+            h["generation"] == 1 + round && h["last_reload"]["trigger"] == "file change"
+        });
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        agent.json("/healthz")["generation"],
+        1 + rounds,
+        "one generation per rewrite"
+    );
+    assert!(!agent.log().contains("workloads=0"), "{}", agent.log());
+    assert_eq!(probe(&client, "tcp", sa("127.0.0.1:23")), "ECONNREFUSED");
 }
 
 #[test]
