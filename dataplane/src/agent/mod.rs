@@ -13,6 +13,7 @@ pub mod posture;
 mod reconcile;
 mod source;
 mod state;
+mod xds_sync;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -117,7 +118,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
     let xds_options = args.xds.options()?;
     let (xds_status, mut xds_proposals, xds_reconcile) = match xds_options {
         Some(options) => {
-            let reconcile = reconcile::XdsOptions {
+            let reconcile = xds_sync::XdsOptions {
                 address: options.address.clone(),
                 types: options.types.clone(),
                 sync_timeout: args.xds.sync_timeout(),

@@ -22,7 +22,6 @@ use dataplane::kernel::{
 use dataplane_common::{FIRST_RULE_ID, WorkloadValue, rule_ids};
 
 use ::xds::{Rejection, Rejections, ResourceType};
-use tokio::time::Instant;
 
 use super::{
     binaries,
@@ -31,6 +30,7 @@ use super::{
     merge::{Proposer, merge},
     source::ConfigSource,
     state::{ReloadStatus, Shared, Snapshot, Sources, WorkloadStatus, XdsSync, now_rfc3339},
+    xds_sync::{Deadline, XdsOptions, XdsState},
 };
 
 /// How often expired DNS-learned addresses are deleted from the kernel table.
@@ -45,28 +45,6 @@ pub struct Options {
     pub events_per_sec: u32,
     /// With --xds-address.
     pub xds: Option<XdsOptions>,
-}
-
-pub struct XdsOptions {
-    pub address: String,
-    pub types: Vec<ResourceType>,
-    pub sync_timeout: std::time::Duration,
-}
-
-/// The control plane's side of the config.
-struct XdsState {
-    address: String,
-    types: Vec<ResourceType>,
-    /// As last accepted (ACKed): what the control plane's resources say.
-    accepted: control::Config,
-    /// Types with an accepted response since the agent started.
-    answered: BTreeSet<ResourceType>,
-    sync: XdsSync,
-    deadline: Instant,
-    /// A policy pinned by a previous agent is in force: after the timeout it stays until the
-    /// control plane has answered at least once.
-    adopted: bool,
-    told_waiting: bool,
 }
 
 /// Why a config was not applied.
@@ -119,16 +97,7 @@ impl Reconciler {
             .filter(|(id, _)| *id >= FIRST_RULE_ID)
             .collect();
         let adopted = kernel.adopted && tables.generation() > 0;
-        let xds = opts.xds.as_ref().map(|x| XdsState {
-            address: x.address.clone(),
-            types: x.types.clone(),
-            accepted: control::Config::default(),
-            answered: BTreeSet::new(),
-            sync: XdsSync::Waiting,
-            deadline: Instant::now() + x.sync_timeout,
-            adopted,
-            told_waiting: false,
-        });
+        let xds = opts.xds.as_ref().map(|x| XdsState::new(x, adopted));
         Self {
             kernel,
             tables,
@@ -213,9 +182,8 @@ impl Reconciler {
                 Rejection::of(changed, "", "the agent has no control plane configured").into(),
             );
         };
-        let was_synced = x.sync != XdsSync::Waiting;
-        x.answered.insert(changed);
-        let completes = !was_synced && x.types.iter().all(|t| x.answered.contains(t));
+        let was_synced = x.synced();
+        let completes = x.answer(changed);
         let Some(config) = config else {
             // The resources are as last accepted (a resync after a reconnect, or the control
             // plane taking back what was refused): nothing to apply, unless this answer
@@ -339,49 +307,22 @@ impl Reconciler {
         }
     }
 
-    /// A refused response does not count as the type's answer if none was accepted before.
     fn forget_answer(&mut self, changed: ResourceType) {
-        if let Some(x) = self.xds.as_mut()
-            && x.sync == XdsSync::Waiting
-        {
-            x.answered.remove(&changed);
+        if let Some(x) = self.xds.as_mut() {
+            x.forget_answer(changed);
         }
     }
 
     /// No control plane, or its initial answer is in (or was waited for long enough).
     fn xds_synced(&self) -> bool {
-        self.xds.as_ref().is_none_or(|x| x.sync != XdsSync::Waiting)
+        self.xds.as_ref().is_none_or(XdsState::synced)
     }
 
-    /// After --xds-sync-timeout: apply what is known, except that a pinned policy adopted from
-    /// a previous agent stays until the control plane has answered at least once.
+    /// After --xds-sync-timeout: apply what is known (`XdsState::deadline`).
     async fn check_sync_deadline(&mut self) {
-        let Some(x) = self.xds.as_mut() else { return };
-        if x.sync != XdsSync::Waiting || Instant::now() < x.deadline {
+        let Some(Deadline::ApplyKnown(xds)) = self.xds.as_mut().map(XdsState::deadline) else {
             return;
-        }
-        if x.adopted && x.answered.is_empty() {
-            if !x.told_waiting {
-                x.told_waiting = true;
-                tracing::warn!(
-                    address = %x.address,
-                    "no answer from the control plane yet; the policy adopted from the previous agent stays in force until it answers"
-                );
-            }
-            return;
-        }
-        let missing: Vec<String> = x
-            .types
-            .iter()
-            .filter(|t| !x.answered.contains(t))
-            .map(|t| t.to_string())
-            .collect();
-        tracing::warn!(
-            address = %x.address,
-            missing = %missing.join(", "),
-            "the control plane has not answered every type in time; applying what is known"
-        );
-        let xds = x.accepted.clone();
+        };
         let _ = self
             .finish_sync(
                 xds,
