@@ -11,9 +11,12 @@
 use std::{hash::Hash, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{
-    Array, HashMap, Map, MapData,
-    lpm_trie::{Key, LpmTrie},
+use aya::{
+    Pod,
+    maps::{
+        Array, HashMap, Map, MapData,
+        lpm_trie::{Key, LpmTrie},
+    },
 };
 use dataplane_common::{
     AddrKey, Config, EGRESS_KEY_FIXED_BITS, EgressEntry, EgressKey, FULL_PREFIX_LEN, FileKey,
@@ -206,207 +209,135 @@ impl Tables {
     /// what is new or changed. Only the difference touches the kernel.
     fn write_slot(&mut self, slot: u32, prev: &Generation, next: &Generation) -> Result<()> {
         let s8 = slot as u8;
-        let (put, del) = diff(
-            prev.workloads.iter().copied(),
-            next.workloads.iter().copied(),
-        );
-        let wkey = |cgroup_id: u64| WorkloadKey {
-            cgroup_id,
-            slot,
-            _pad: 0,
-        };
-        for k in del {
-            self.workloads.remove(&wkey(k)).context("clear WORKLOADS")?;
-        }
-        for (k, v) in put {
-            self.workloads
-                .insert(&wkey(k), &v, 0)
-                .context("write WORKLOADS")?;
-        }
-
-        let egress = |e: &EgressEntry| ((e.workload_id, e.port, e.addr, e.prefix_len), e.rules);
-        let (put, del) = diff(
-            prev.egress.iter().map(egress),
-            next.egress.iter().map(egress),
-        );
-        let ekey = |(workload_id, port, addr, _): (u32, u16, [u8; 16], u8)| EgressKey {
-            workload_id,
-            port,
-            slot: s8,
-            _reserved: 0,
-            addr,
-        };
-        for k in del {
-            if k.3 == FULL_PREFIX_LEN {
-                self.egress_exact.remove(&ekey(k))
-            } else {
-                self.egress
-                    .remove(&Key::new(EGRESS_KEY_FIXED_BITS + u32::from(k.3), ekey(k)))
-            }
-            .context("clear EGRESS_RULES")?;
-        }
-        for (k, rules) in put {
-            if k.3 == FULL_PREFIX_LEN {
-                self.egress_exact
-                    .insert(&ekey(k), &rules, 0)
-                    .context("write EGRESS_EXACT")?;
-            } else {
-                let key = Key::new(EGRESS_KEY_FIXED_BITS + u32::from(k.3), ekey(k));
-                self.egress
-                    .insert(&key, &rules, 0)
-                    .context("write EGRESS_RULES")?;
-            }
-        }
-
-        let (put, del) = diff(
-            prev.identities.iter().copied(),
-            next.identities.iter().copied(),
-        );
-        for addr in del {
-            self.identities
-                .remove(&AddrKey { addr, slot })
-                .context("clear IDENTITIES")?;
-        }
-        for (addr, v) in put {
-            self.identities
-                .insert(&AddrKey { addr, slot }, &v, 0)
-                .context("write IDENTITIES")?;
-        }
-
-        let inbound = |e: &InboundEntry| {
-            (
-                (e.workload_id, e.identity, e.port, e.addr, e.prefix_len),
-                e.rules,
-            )
-        };
-        let (put, del) = diff(
-            prev.inbound.iter().map(inbound),
-            next.inbound.iter().map(inbound),
-        );
-        let ikey =
-            |(workload_id, identity, port, addr, _): (u32, u32, u16, [u8; 16], u8)| InboundKey {
-                workload_id,
-                identity,
-                port,
-                slot: s8,
-                _reserved: 0,
-                addr,
-            };
-        for k in del {
-            if k.4 == FULL_PREFIX_LEN {
-                self.inbound_exact.remove(&ikey(k))
-            } else {
-                self.inbound
-                    .remove(&Key::new(INBOUND_KEY_FIXED_BITS + u32::from(k.4), ikey(k)))
-            }
-            .context("clear INBOUND_RULES")?;
-        }
-        for (k, rules) in put {
-            if k.4 == FULL_PREFIX_LEN {
-                self.inbound_exact
-                    .insert(&ikey(k), &rules, 0)
-                    .context("write INBOUND_EXACT")?;
-            } else {
-                let key = Key::new(INBOUND_KEY_FIXED_BITS + u32::from(k.4), ikey(k));
-                self.inbound
-                    .insert(&key, &rules, 0)
-                    .context("write INBOUND_RULES")?;
-            }
-        }
-
-        let (put, del) = diff(prev.binaries.iter().copied(), next.binaries.iter().copied());
-        let fkey = |(dev, ino): (u64, u64)| FileKey {
-            dev,
-            ino,
-            slot,
-            _pad: 0,
-        };
-        for k in del {
-            self.binaries.remove(&fkey(k)).context("clear BINARIES")?;
-        }
-        for (k, id) in put {
-            self.binaries
-                .insert(&fkey(k), &id, 0)
-                .context("write BINARIES")?;
-        }
-
-        let (put, del) = diff(prev.subjects.iter().copied(), next.subjects.iter().copied());
-        let skey = |(workload_id, binary_id): (u32, u32)| SubjectKey {
-            workload_id,
-            binary_id,
-            slot,
-        };
-        for k in del {
-            self.subjects.remove(&skey(k)).context("clear SUBJECTS")?;
-        }
-        for (k, v) in put {
-            self.subjects
-                .insert(&skey(k), &v, 0)
-                .context("write SUBJECTS")?;
-        }
-
-        let (put, del) = diff(
-            prev.sni_rules.iter().copied(),
-            next.sni_rules.iter().copied(),
-        );
-        let rkey = |(subject_id, port, name): (u32, u16, u64)| SniRuleKey {
-            subject_id,
-            port,
-            slot: s8,
-            _pad: 0,
-            name,
-        };
-        for k in del {
-            self.sni_rules.remove(&rkey(k)).context("clear SNI_RULES")?;
-        }
-        for (k, rules) in put {
-            self.sni_rules
-                .insert(&rkey(k), &rules, 0)
-                .context("write SNI_RULES")?;
-        }
-
-        let (put, del) = diff(
-            prev.sni_required.iter().copied(),
-            next.sni_required.iter().copied(),
-        );
-        let qkey = |(subject_id, port, addr): SniAddress| SniRequiredKey {
-            subject_id,
-            port,
-            slot: s8,
-            _pad: 0,
-            addr,
-        };
-        for k in del {
-            self.sni_required
-                .remove(&qkey(k))
-                .context("clear SNI_REQUIRED")?;
-        }
-        for (k, rule_id) in put {
-            self.sni_required
-                .insert(&qkey(k), &rule_id, 0)
-                .context("write SNI_REQUIRED")?;
-        }
-
-        let unit = |k: &(u32, u64)| (*k, ());
-        let (put, del) = diff(
-            prev.dns_watch.iter().map(unit),
-            next.dns_watch.iter().map(unit),
-        );
-        let dkey = |(workload_id, name): (u32, u64)| WatchKey {
-            workload_id,
-            slot: s8,
-            _pad: [0; 3],
-            name,
-        };
-        for k in del {
-            self.dns_watch.remove(&dkey(k)).context("clear DNS_WATCH")?;
-        }
-        for (k, ()) in put {
-            self.dns_watch
-                .insert(&dkey(k), &1, 0)
-                .context("write DNS_WATCH")?;
-        }
-        Ok(())
+        write_diff(
+            &mut self.workloads,
+            "WORKLOADS",
+            (&prev.workloads, &next.workloads),
+            |&(cgroup_id, v)| {
+                let key = WorkloadKey {
+                    cgroup_id,
+                    slot,
+                    _pad: 0,
+                };
+                (key, v)
+            },
+        )?;
+        write_rule_diff(
+            RuleTable {
+                exact: &mut self.egress_exact,
+                trie: &mut self.egress,
+                fixed_bits: EGRESS_KEY_FIXED_BITS,
+                name: "EGRESS",
+            },
+            (&prev.egress, &next.egress),
+            |e: &EgressEntry| {
+                let key = EgressKey {
+                    workload_id: e.workload_id,
+                    port: e.port,
+                    slot: s8,
+                    _reserved: 0,
+                    addr: e.addr,
+                };
+                (key, e.prefix_len, e.rules)
+            },
+        )?;
+        write_diff(
+            &mut self.identities,
+            "IDENTITIES",
+            (&prev.identities, &next.identities),
+            |&(addr, v)| (AddrKey { addr, slot }, v),
+        )?;
+        write_rule_diff(
+            RuleTable {
+                exact: &mut self.inbound_exact,
+                trie: &mut self.inbound,
+                fixed_bits: INBOUND_KEY_FIXED_BITS,
+                name: "INBOUND",
+            },
+            (&prev.inbound, &next.inbound),
+            |e: &InboundEntry| {
+                let key = InboundKey {
+                    workload_id: e.workload_id,
+                    identity: e.identity,
+                    port: e.port,
+                    slot: s8,
+                    _reserved: 0,
+                    addr: e.addr,
+                };
+                (key, e.prefix_len, e.rules)
+            },
+        )?;
+        write_diff(
+            &mut self.binaries,
+            "BINARIES",
+            (&prev.binaries, &next.binaries),
+            |&((dev, ino), id)| {
+                let key = FileKey {
+                    dev,
+                    ino,
+                    slot,
+                    _pad: 0,
+                };
+                (key, id)
+            },
+        )?;
+        write_diff(
+            &mut self.subjects,
+            "SUBJECTS",
+            (&prev.subjects, &next.subjects),
+            |&((workload_id, binary_id), v)| {
+                let key = SubjectKey {
+                    workload_id,
+                    binary_id,
+                    slot,
+                };
+                (key, v)
+            },
+        )?;
+        write_diff(
+            &mut self.sni_rules,
+            "SNI_RULES",
+            (&prev.sni_rules, &next.sni_rules),
+            |&((subject_id, port, name), rules)| {
+                let key = SniRuleKey {
+                    subject_id,
+                    port,
+                    slot: s8,
+                    _pad: 0,
+                    name,
+                };
+                (key, rules)
+            },
+        )?;
+        write_diff(
+            &mut self.sni_required,
+            "SNI_REQUIRED",
+            (&prev.sni_required, &next.sni_required),
+            |&((subject_id, port, addr), rule_id)| {
+                let key = SniRequiredKey {
+                    subject_id,
+                    port,
+                    slot: s8,
+                    _pad: 0,
+                    addr,
+                };
+                (key, rule_id)
+            },
+        )?;
+        write_diff(
+            &mut self.dns_watch,
+            "DNS_WATCH",
+            (&prev.dns_watch, &next.dns_watch),
+            |&(workload_id, name)| {
+                let key = WatchKey {
+                    workload_id,
+                    slot: s8,
+                    _pad: [0; 3],
+                    name,
+                };
+                (key, 1u8)
+            },
+        )
     }
 
     fn clear_slot(&mut self, slot: u32) -> Result<()> {
@@ -459,7 +390,80 @@ impl Tables {
 }
 
 /// What to write (new or changed values) and what to remove to go from `prev` to `next`.
-fn diff<K: Hash + Eq + Copy, V: PartialEq + Copy>(
+/// Brings one hash map's slot entries from `prev` to `next` (each item → key and value in
+/// the map): removes what went, writes what is new or changed.
+fn write_diff<T, K, V>(
+    map: &mut HashMap<MapData, K, V>,
+    name: &str,
+    (prev, next): (&[T], &[T]),
+    entry: impl Fn(&T) -> (K, V),
+) -> Result<()>
+where
+    K: Pod + Hash + Eq,
+    V: Pod + PartialEq,
+{
+    let (put, del) = diff(prev.iter().map(&entry), next.iter().map(&entry));
+    for k in del {
+        map.remove(&k).with_context(|| format!("clear {name}"))?;
+    }
+    for (k, v) in put {
+        map.insert(&k, &v, 0)
+            .with_context(|| format!("write {name}"))?;
+    }
+    Ok(())
+}
+
+/// A rule table split by prefix length: one-address entries in the exact hash, the rest in
+/// the LPM trie (`*_EXACT` / `*_RULES`).
+struct RuleTable<'a, K> {
+    exact: &'a mut HashMap<MapData, K, RuleMatch>,
+    trie: &'a mut LpmTrie<MapData, K, RuleMatch>,
+    /// Bits of the key before the address (always matched whole).
+    fixed_bits: u32,
+    name: &'a str,
+}
+
+/// [`write_diff`] for a split rule table; `entry` gives the key, its prefix length and rules.
+fn write_rule_diff<T, K>(
+    table: RuleTable<'_, K>,
+    (prev, next): (&[T], &[T]),
+    entry: impl Fn(&T) -> (K, u8, RuleMatch),
+) -> Result<()>
+where
+    K: Pod + Hash + Eq,
+{
+    let keyed = |t: &T| {
+        let (key, prefix_len, rules) = entry(t);
+        ((key, prefix_len), rules)
+    };
+    let RuleTable {
+        exact,
+        trie,
+        fixed_bits,
+        name,
+    } = table;
+    let (put, del) = diff(prev.iter().map(keyed), next.iter().map(keyed));
+    for (key, prefix_len) in del {
+        if prefix_len == FULL_PREFIX_LEN {
+            exact.remove(&key)
+        } else {
+            trie.remove(&Key::new(fixed_bits + u32::from(prefix_len), key))
+        }
+        .with_context(|| format!("clear {name} rules"))?;
+    }
+    for ((key, prefix_len), rules) in put {
+        if prefix_len == FULL_PREFIX_LEN {
+            exact.insert(&key, &rules, 0)
+        } else {
+            let key = Key::new(fixed_bits + u32::from(prefix_len), key);
+            trie.insert(&key, &rules, 0)
+        }
+        .with_context(|| format!("write {name} rules"))?;
+    }
+    Ok(())
+}
+
+fn diff<K: Hash + Eq, V: PartialEq + Copy>(
     prev: impl Iterator<Item = (K, V)>,
     next: impl Iterator<Item = (K, V)>,
 ) -> (Vec<(K, V)>, Vec<K>) {
