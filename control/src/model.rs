@@ -11,7 +11,7 @@ use crate::diagnostics::{Diagnostics, Location};
 use crate::net::{HostMatch, PortMatch, Prefix};
 
 /// Everything a configuration declares. Built by [`crate::load_config`].
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Config {
     pub workloads: Vec<Workload>,
     pub egress_policies: Vec<EgressPolicy>,

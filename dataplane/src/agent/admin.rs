@@ -138,13 +138,9 @@ async fn explain(
     let sni = q.get("sni").or(q.get("host")).map(String::as_str);
     // With host=, as if `to` had been answered for that name; without, what the kernel learned.
     let host = q.get("host").map(|h| normalize_host(h));
-    let addr = match to.ip() {
-        std::net::IpAddr::V4(v4) => dataplane_common::ipv4_mapped(v4.octets()),
-        std::net::IpAddr::V6(v6) => v6.octets(),
-    };
     let learned = |workload_id: u32| match &host {
         Some(h) => host_keys(h),
-        None => shared.dns().keys_for(workload_id, addr),
+        None => shared.dns().keys_for(workload_id, to.ip()),
     };
     let mut explanation = match decide(compiled, from, to, binary, sni, &learned) {
         Ok(e) => e,
@@ -165,7 +161,7 @@ async fn explain(
             .is_some_and(|w| {
                 shared
                     .dns()
-                    .keys_for(w.workload_id, addr)
+                    .keys_for(w.workload_id, to.ip())
                     .iter()
                     .any(|k| keys.contains(k))
             });

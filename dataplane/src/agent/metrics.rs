@@ -184,6 +184,23 @@ pub fn render(shared: &Shared) -> String {
             &label_refs(&resources),
         );
     }
+    let closed =
+        |d: super::revoke::Direction| shared.connections_closed[d as usize].load(Ordering::Relaxed);
+    gauge(
+        "meshward_connections_closed_total",
+        "counter",
+        "Established TCP connections reset because a new policy generation denies them.",
+        &[
+            (
+                "{direction=\"egress\"}",
+                closed(super::revoke::Direction::Egress),
+            ),
+            (
+                "{direction=\"inbound\"}",
+                closed(super::revoke::Direction::Inbound),
+            ),
+        ],
+    );
     if let Ok(totals) = shared.fast_path().totals() {
         let labels: Vec<(String, u64)> = totals
             .into_iter()

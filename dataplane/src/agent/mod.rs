@@ -11,6 +11,7 @@ mod merge;
 mod metrics;
 pub mod posture;
 mod reconcile;
+mod revoke;
 mod source;
 mod state;
 mod xds_sync;
@@ -72,6 +73,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = dataplane_common::posture::MAX_SOCKS,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub sockhash_capacity: u32,
+    /// Keep established TCP connections that a policy change denies (by default they are
+    /// reset, as ztunnel does; a verdict is otherwise taken only at connect). See
+    /// docs/policy-reference.md, "Established connections".
+    #[arg(long)]
+    pub keep_established: bool,
     /// Do not learn the addresses of DNS-name hosts from the DNS answers governed workloads
     /// receive (by default the kernel does, before the application reads them; docs/dns.md).
     #[arg(long)]
@@ -165,6 +171,7 @@ async fn run_async(args: RunArgs) -> Result<()> {
             cgroup_root,
             settings,
             events_per_sec: args.events_per_sec,
+            close_revoked: !args.keep_established,
             xds: xds_reconcile,
         },
     );

@@ -28,6 +28,7 @@ use super::{
     control_plane::Proposal,
     dns::Resolver,
     merge::{Proposer, merge},
+    revoke,
     source::ConfigSource,
     state::{ReloadStatus, Shared, Snapshot, Sources, WorkloadStatus, XdsSync, now_rfc3339},
     xds_sync::{Deadline, XdsOptions, XdsState},
@@ -43,6 +44,8 @@ pub struct Options {
     pub cgroup_root: PathBuf,
     pub settings: control::Settings,
     pub events_per_sec: u32,
+    /// Reset established connections that a new generation denies (not --keep-established).
+    pub close_revoked: bool,
     /// With --xds-address.
     pub xds: Option<XdsOptions>,
 }
@@ -431,14 +434,18 @@ impl Reconciler {
                     "policy applied"
                 );
                 self.rule_ids = compiled.rule_ids.clone();
-                self.compiled = Some(Arc::new(compiled));
-                self.config = Some(config);
+                let compiled = Arc::new(compiled);
+                self.compiled = Some(compiled.clone());
+                let previous = self.config.replace(config);
                 let status = self.status(trigger, true, Vec::new(), warnings);
                 self.last_good = None;
                 self.xds_refused = false;
                 self.last_reload = Some(status);
                 self.shared.count_reload(true);
                 self.publish();
+                if let (Some(previous), true) = (previous, self.opts.close_revoked) {
+                    self.close_revoked(&previous, compiled).await;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -449,15 +456,75 @@ impl Reconciler {
         }
     }
 
+    /// Resets the live connections that the `previous` config allowed and `current` denies
+    /// (`revoke.rs`). Only a change of the policy itself counts: the previous config is compiled
+    /// again with today's DNS answers and executable files, so an address that left a name's
+    /// answer, or a replaced binary, never resets a live connection.
+    async fn close_revoked(
+        &self,
+        previous: &control::Config,
+        current: Arc<control::CompiledPolicy>,
+    ) {
+        if Some(previous) == self.config.as_ref() {
+            return;
+        }
+        // Its own `spec.binaries` patterns, resolved now.
+        let previous = self.compile(previous).and_then(|p| {
+            let files = binaries::resolve(&p.binary_patterns);
+            if files == self.binaries {
+                Ok(p)
+            } else {
+                self.compile_with(previous, &files)
+            }
+        });
+        let previous = match previous {
+            Ok(p) => p,
+            Err(diags) => {
+                tracing::warn!(%diags, "the previous policy no longer compiles; no live connection is decided again");
+                return;
+            }
+        };
+        let shared = self.shared.clone();
+        let cgroup_root = self.opts.cgroup_root.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let learned = |workload_id, ip| shared.dns().keys_for(workload_id, ip);
+            revoke::close_revoked(&previous, &current, &cgroup_root, &learned)
+        })
+        .await;
+        let Ok((closed, problems)) = swept else {
+            tracing::warn!("the sweep for revoked connections did not finish");
+            return;
+        };
+        for c in &closed {
+            tracing::warn!(
+                direction = ?c.direction, workload = %c.workload, local = %c.local,
+                remote = %c.remote, rule = %c.rule,
+                "connection reset: the new policy denies it"
+            );
+            self.shared.count_closed(c.direction);
+        }
+        for p in &problems {
+            tracing::warn!("sweep for revoked connections: {p}");
+        }
+    }
+
     fn compile(
         &self,
         config: &control::Config,
+    ) -> Result<control::CompiledPolicy, control::Diagnostics> {
+        self.compile_with(config, &self.binaries)
+    }
+
+    fn compile_with(
+        &self,
+        config: &control::Config,
+        binaries: &control::BinaryResolutions,
     ) -> Result<control::CompiledPolicy, control::Diagnostics> {
         control::compile_with_binaries(
             config,
             &self.opts.settings,
             &self.resolver.resolutions(),
-            &self.binaries,
+            binaries,
             &self.rule_ids,
         )
     }

@@ -27,6 +27,8 @@ pub struct Shared {
     events: Mutex<EventLog>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Established connections reset because a new policy denies them: egress, inbound.
+    pub connections_closed: [AtomicU64; 2],
     /// The xDS client's status, with --xds-address.
     xds: Option<xds::StatusHandle>,
 }
@@ -195,6 +197,7 @@ impl Shared {
             }),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            connections_closed: [AtomicU64::new(0), AtomicU64::new(0)],
             xds,
         }
     }
@@ -232,6 +235,10 @@ impl Shared {
 
     pub fn events(&self) -> MutexGuard<'_, EventLog> {
         self.events.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn count_closed(&self, direction: super::revoke::Direction) {
+        self.connections_closed[direction as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn count_reload(&self, ok: bool) {

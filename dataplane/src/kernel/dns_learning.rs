@@ -116,7 +116,11 @@ impl DnsMaps {
     }
 
     /// The live name keys of one (workload, address), in the kernel's slot order.
-    pub fn keys_for(&self, workload_id: u32, addr: [u8; 16]) -> Vec<u64> {
+    pub fn keys_for(&self, workload_id: u32, addr: std::net::IpAddr) -> Vec<u64> {
+        let addr = match addr {
+            std::net::IpAddr::V4(v4) => dataplane_common::ipv4_mapped(v4.octets()),
+            std::net::IpAddr::V6(v6) => v6.octets(),
+        };
         let now = monotonic_ns();
         let key = LearnedKey {
             workload_id,

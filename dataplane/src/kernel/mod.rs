@@ -10,4 +10,5 @@ pub mod events;
 pub mod fast_path;
 pub mod loader;
 pub mod posture;
+pub mod sock_diag;
 pub mod tables;
