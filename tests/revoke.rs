@@ -27,6 +27,8 @@ const HOLD_SECS: &str = "10";
 /// executable) and the server's AuthorizationPolicy ports.
 struct Policy<'a> {
     egress_ports: &'a [u16],
+    /// The egress rule's host: the server's address, or a DNS name the agent resolves.
+    egress_host: Option<&'a str>,
     egress_binary: Option<&'a Path>,
     /// A second, workload-wide egress ALLOW (all processes of the client).
     egress_everyone: &'a [u16],
@@ -90,8 +92,8 @@ impl Mesh {
         );
         if !p.egress_ports.is_empty() {
             docs.push_str(&format!(
-                "apiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: client-egress\n  namespace: rv\nspec:\n  selector:\n    matchLabels:\n      app: client\n{binaries}  action: ALLOW\n  rules:\n  - to:\n    - hosts: [\"{sip}\"]\n      ports: [{egress}]\n---\n",
-                sip = self.net.server_ip,
+                "apiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: client-egress\n  namespace: rv\nspec:\n  selector:\n    matchLabels:\n      app: client\n{binaries}  action: ALLOW\n  rules:\n  - to:\n    - hosts: [\"{host}\"]\n      ports: [{egress}]\n---\n",
+                host = p.egress_host.unwrap_or(self.net.server_ip),
                 egress = list(p.egress_ports, false),
             ));
         }
@@ -185,6 +187,7 @@ const ONLY_KEPT: &[u16] = &[KEPT];
 fn a_withdrawn_egress_permission_resets_the_connection() {
     let open = Policy {
         egress_ports: BOTH,
+        egress_host: None,
         egress_binary: None,
         egress_everyone: &[],
         inbound_ports: BOTH,
@@ -227,6 +230,7 @@ fn a_withdrawn_egress_permission_resets_the_connection() {
 fn a_withdrawn_inbound_permission_resets_the_connection_on_the_fast_path_too() {
     let open = Policy {
         egress_ports: BOTH,
+        egress_host: None,
         egress_binary: None,
         egress_everyone: &[],
         inbound_ports: BOTH,
@@ -264,6 +268,7 @@ fn a_withdrawn_inbound_permission_resets_the_connection_on_the_fast_path_too() {
 fn keep_established_leaves_live_connections_to_their_connect_time_verdict() {
     let open = Policy {
         egress_ports: BOTH,
+        egress_host: None,
         egress_binary: None,
         egress_everyone: &[],
         inbound_ports: BOTH,
@@ -299,6 +304,7 @@ fn connections_allowed_for_an_executable_are_decided_as_that_executable() {
     std::fs::set_permissions(&allowed, PermissionsExt::from_mode(0o755)).expect("chmod");
     let by_binary = Policy {
         egress_ports: &[REVOKED],
+        egress_host: None,
         egress_binary: Some(&allowed),
         egress_everyone: &[],
         inbound_ports: BOTH,
@@ -331,4 +337,65 @@ fn connections_allowed_for_an_executable_are_decided_as_that_executable() {
     );
     assert!(held.outcome().starts_with("reset"), "{}", agent.log());
     assert_eq!(closed(&agent, "egress"), 1);
+}
+
+/// The connection was allowed by a DNS name's answer; the name then moves to another address.
+/// The live connection keeps its connect-time verdict (docs/dns.md), and a later, unrelated
+/// policy change does not reset it either: the previous policy is decided with today's answers,
+/// under which it denied this connection too, so nothing was withdrawn by the change.
+#[test]
+fn a_connection_to_a_moved_name_is_not_reset_by_an_unrelated_change() {
+    const NAME: &str = "svc.rv.test";
+    let by_name = Policy {
+        egress_ports: &[REVOKED],
+        egress_host: Some(NAME),
+        egress_binary: None,
+        egress_everyone: &[],
+        inbound_ports: BOTH,
+    };
+    let mesh = Mesh::new("rv-dns", &by_name);
+    let dns = Dnsmasq::start(&[(NAME, mesh.net.server_ip)], 1);
+    let dns_port = dns.addr.port();
+    let mut agent = Agent::start(
+        "rv-dns",
+        &mesh.config,
+        &[
+            "--dns-server",
+            &dns.addr.to_string(),
+            "--dns-min-ttl",
+            "1",
+            FAST_WATCH[0],
+            FAST_WATCH[1],
+        ],
+    );
+    let _server = mesh.serve();
+    let held = mesh.hold(Path::new(PYTHON), REVOKED);
+    drop(dns);
+    let _moved = Dnsmasq::start_on(dns_port, &[(NAME, "192.0.2.7")], 1);
+    let moved = agent.wait_until("the moved answer", |h| {
+        h["last_reload"]["trigger"] == "DNS answer changed" && h["status"] == "ok"
+    });
+    assert_eq!(
+        closed(&agent, "egress"),
+        0,
+        "an answer change resets nothing"
+    );
+    let generation = moved["generation"].as_u64().expect("generation");
+    // Unrelated: every process of the client may also reach KEPT.
+    mesh.change(
+        &mut agent,
+        &Policy {
+            egress_everyone: ONLY_KEPT,
+            ..by_name
+        },
+        generation + 1,
+    );
+    assert_eq!(held.outcome(), "alive", "{}", agent.log());
+    assert_eq!(closed(&agent, "egress"), 0);
+    let (verdict, _) = probe_in_netns(
+        &mesh.net.client_ns,
+        Some(&mesh.client),
+        format!("{}:{REVOKED}", mesh.net.server_ip).parse().unwrap(),
+    );
+    assert_eq!(verdict, "EPERM", "a new connection gets the moved answer");
 }
