@@ -626,3 +626,47 @@ fn events_beyond_the_budget_are_counted_as_lost() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A WorkloadEntry whose cgroup does not exist yet (the pod's containers start after the agent
+/// read the policy) is governed as soon as the cgroup appears, and again when it is removed and
+/// created anew (a new cgroup id), without any change to the policy.
+#[test]
+fn a_workload_cgroup_that_appears_later_is_governed() {
+    let cg = CgroupTree::new("late-cgroup");
+    let client = cg.child("client");
+    std::fs::remove_dir(cg.path(&client)).expect("remove the client cgroup");
+    let scratch = Scratch::new("late-cgroup");
+    let config = scratch.write(
+        "policy.yaml",
+        &[
+            workload("l", "client", "client", &client),
+            egress(
+                "l",
+                "deny-eight",
+                None,
+                "DENY",
+                "  - to:\n    - hosts: [\"127.0.0.8\"]\n",
+            ),
+        ]
+        .concat(),
+    );
+    let mut agent = Agent::start("late-cgroup", &config, &[]);
+    let mut generation = agent.json("/healthz")["generation"].as_u64().unwrap();
+    for attempt in ["appeared", "created anew"] {
+        if attempt == "created anew" {
+            std::fs::remove_dir(cg.path(&client)).expect("remove the client cgroup");
+        }
+        cg.child("client");
+        let health = agent.wait_until(attempt, |h| {
+            h["generation"].as_u64() > Some(generation)
+                && h["last_reload"]["trigger"] == "cgroup appeared or vanished"
+                && h["status"] == "ok"
+        });
+        generation = health["generation"].as_u64().unwrap();
+        assert_eq!(
+            probe(&client, "tcp", sa("127.0.0.8:9")),
+            "EPERM",
+            "{attempt}"
+        );
+    }
+}

@@ -94,3 +94,40 @@ fn binaries_rules_follow_the_executable_file_not_its_name() {
         .collect();
     assert!(comms.contains(&"allowed-python"), "{comms:?}");
 }
+
+/// A package upgrade replaces an executable file (a new inode at the same path): the agent
+/// resolves `spec.binaries` again and the rule applies to the new file.
+#[test]
+fn a_replaced_executable_file_is_resolved_again() {
+    let cg = CgroupTree::new("binary-upgrade");
+    let client = cg.child("client");
+    let scratch = Scratch::new("binary-upgrade");
+    let tool = copy_python(&scratch, "tool");
+    let config = scratch.write(
+        "policy.yaml",
+        &[
+            workload("u", "client", "client", &client),
+            format!(
+                "apiVersion: meshward.io/v1alpha1\nkind: EgressPolicy\nmetadata:\n  name: no-tool-to-five\n  namespace: u\nspec:\n  binaries: [\"{}\"]\n  action: DENY\n  rules:\n  - to:\n    - hosts: [\"127.0.0.5\"]\n---\n",
+                tool.display()
+            ),
+        ]
+        .concat(),
+    );
+    let mut agent = Agent::start("binary-upgrade", &config, &[]);
+    assert_eq!(
+        probe_with(&tool, &client, "tcp", sa("127.0.0.5:9")),
+        "EPERM"
+    );
+
+    let upgraded = copy_python(&scratch, "tool.new");
+    std::fs::rename(&upgraded, &tool).expect("rename the new file into place");
+    agent.wait_until("the new file resolved", |h| {
+        h["last_reload"]["trigger"] == "executable files changed" && h["status"] == "ok"
+    });
+    assert_eq!(
+        probe_with(&tool, &client, "tcp", sa("127.0.0.5:9")),
+        "EPERM",
+        "the rule follows the path to the new file"
+    );
+}

@@ -349,41 +349,34 @@ impl Reconciler {
             return self.reload("file change").await;
         }
         self.check_sync_deadline().await;
-        let Some(config) = self.config.clone() else {
-            return;
-        };
+        if let Some(trigger) = self.due_reapply().await {
+            // Cloned only now: a config of 100k rules costs milliseconds to copy, far too much
+            // for every watch interval.
+            if let Some(config) = self.config.clone() {
+                let _ = self.apply_config(config, trigger).await;
+            }
+        }
+    }
+
+    /// Why the current config must be compiled and applied again, if it must: a DNS answer,
+    /// an executable file or a governed cgroup or netns changed.
+    async fn due_reapply(&mut self) -> Option<&'static str> {
+        let compiled = self.compiled.clone()?;
         let dns_due = self
             .resolver
             .next_refresh()
             .is_some_and(|t| t <= tokio::time::Instant::now());
-        if dns_due {
-            let names = self
-                .compiled
-                .as_ref()
-                .map(|c| c.dns_names.clone())
-                .unwrap_or_default();
-            if self.resolver.refresh(&names).await {
-                let _ = self.apply_config(config, "DNS answer changed").await;
-                return;
-            }
+        if dns_due && self.resolver.refresh(&compiled.dns_names).await {
+            return Some("DNS answer changed");
         }
         if self.binaries_checked.elapsed() >= BINARY_RECHECK {
             self.binaries_checked = tokio::time::Instant::now();
-            let patterns = self
-                .compiled
-                .as_ref()
-                .map(|c| c.binary_patterns.clone())
-                .unwrap_or_default();
-            if binaries::resolve(&patterns) != self.binaries {
-                let _ = self.apply_config(config, "executable files changed").await;
-                return;
+            if binaries::resolve(&compiled.binary_patterns) != self.binaries {
+                return Some("executable files changed");
             }
         }
-        if self.cgroups_changed() {
-            let _ = self
-                .apply_config(config, "cgroup appeared or vanished")
-                .await;
-        }
+        self.cgroups_changed()
+            .then_some("cgroup appeared or vanished")
     }
 
     /// Compiles and applies `config` as one generation, recording the outcome.
