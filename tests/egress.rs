@@ -347,6 +347,21 @@ fn invalid_reload_keeps_the_previous_policy() {
     assert_eq!(probe(&client, "tcp", sa("127.0.0.1:10")), "ECONNREFUSED");
 }
 
+/// A client workload in namespace `ns` allowed to reach only `port`.
+fn client_allowed_only_port(ns: &str, client: &str, port: u16) -> String {
+    [
+        workload(ns, "client", "client", client),
+        egress(
+            ns,
+            "p",
+            Some("client"),
+            "ALLOW",
+            &format!("  - to:\n    - ports: [{port}]\n"),
+        ),
+    ]
+    .concat()
+}
+
 /// A config file rewritten in place (truncated, then written 150 ms later, as a script or an
 /// editor may) is not read while half written: the empty file in between would lift every
 /// policy. The agent checks the file every 50 ms; each rewrite becomes one generation.
@@ -356,19 +371,7 @@ fn a_half_written_file_is_not_applied() {
     let cg = CgroupTree::new("halfwrite");
     let client = cg.child("client");
     let scratch = Scratch::new("halfwrite");
-    let policy = |port: u16| {
-        [
-            workload("hw", "client", "client", &client),
-            egress(
-                "hw",
-                "p",
-                Some("client"),
-                "ALLOW",
-                &format!("  - to:\n    - ports: [{port}]\n"),
-            ),
-        ]
-        .concat()
-    };
+    let policy = |port: u16| client_allowed_only_port("hw", &client, port);
     let config = scratch.write("policy.yaml", &policy(9));
     let mut agent = Agent::start("halfwrite", &config, &["--watch-interval-ms", "50"]);
     let rounds = 3;
@@ -403,19 +406,7 @@ fn sighup_reloads() {
     let cg = CgroupTree::new("sighup");
     let client = cg.child("client");
     let scratch = Scratch::new("sighup");
-    let policy = |port: u16| {
-        [
-            workload("h", "client", "client", &client),
-            egress(
-                "h",
-                "p",
-                Some("client"),
-                "ALLOW",
-                &format!("  - to:\n    - ports: [{port}]\n"),
-            ),
-        ]
-        .concat()
-    };
+    let policy = |port: u16| client_allowed_only_port("h", &client, port);
     let config = scratch.write("policy.yaml", &policy(9));
     // Polling effectively off: only the signal can trigger the reload.
     let mut agent = Agent::start("sighup", &config, &["--watch-interval-ms", "3600000"]);

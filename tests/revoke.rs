@@ -181,17 +181,20 @@ fn closed(agent: &Agent, direction: &str) -> u64 {
 const BOTH: &[u16] = &[REVOKED, KEPT];
 const ONLY_KEPT: &[u16] = &[KEPT];
 
+/// Both ports allowed on both sides, to the server's address, for every process.
+const OPEN: Policy<'static> = Policy {
+    egress_ports: BOTH,
+    egress_host: None,
+    egress_binary: None,
+    egress_everyone: &[],
+    inbound_ports: BOTH,
+};
+
 /// The client's egress permission for one port is withdrawn: that connection is reset at once,
 /// the other one lives on, and a new connection to the withdrawn port is refused.
 #[test]
 fn a_withdrawn_egress_permission_resets_the_connection() {
-    let open = Policy {
-        egress_ports: BOTH,
-        egress_host: None,
-        egress_binary: None,
-        egress_everyone: &[],
-        inbound_ports: BOTH,
-    };
+    let open = OPEN;
     let mesh = Mesh::new("rv-egress", &open);
     let mut agent = Agent::start("rv-egress", &mesh.config, FAST_WATCH);
     let _server = mesh.serve();
@@ -228,13 +231,7 @@ fn a_withdrawn_egress_permission_resets_the_connection() {
 /// fast path carrying both connections' bytes.
 #[test]
 fn a_withdrawn_inbound_permission_resets_the_connection_on_the_fast_path_too() {
-    let open = Policy {
-        egress_ports: BOTH,
-        egress_host: None,
-        egress_binary: None,
-        egress_everyone: &[],
-        inbound_ports: BOTH,
-    };
+    let open = OPEN;
     let mesh = Mesh::new("rv-inbound", &open);
     let mut agent = Agent::start(
         "rv-inbound",
@@ -266,13 +263,7 @@ fn a_withdrawn_inbound_permission_resets_the_connection_on_the_fast_path_too() {
 /// the new policy.
 #[test]
 fn keep_established_leaves_live_connections_to_their_connect_time_verdict() {
-    let open = Policy {
-        egress_ports: BOTH,
-        egress_host: None,
-        egress_binary: None,
-        egress_everyone: &[],
-        inbound_ports: BOTH,
-    };
+    let open = OPEN;
     let mesh = Mesh::new("rv-keep", &open);
     let mut agent = Agent::start(
         "rv-keep",
