@@ -334,6 +334,33 @@ fn turning_the_fast_path_off_mid_stream_loses_no_byte() {
     );
 }
 
+/// With TLS posture on, a socket's sk_msg program is the posture entry stage, which reaches the
+/// fast path by a tail call through the pinned stage table. An agent killed and restarted with
+/// the same flags fills that table with its own stages: a connection opened before the restart
+/// goes on being redirected after it (with an agent-owned table, the tail call would fail and
+/// every later message would take the stack).
+#[test]
+fn with_posture_a_live_connection_keeps_the_fast_path_across_a_restart() {
+    const FLAGS: &[&str] = &["--fast-path", "--tls-posture"];
+    let mesh = Mesh::new("fp-posture-restart");
+    let mut agent = Agent::start("fp-posture-restart", &mesh.policy, FLAGS);
+    let _server = mesh.serve(ECHO_PORT, Some(&mesh.server));
+    let (long_lived, at_restart) = std::thread::scope(|s| {
+        let long_lived = s.spawn(|| mesh.client("wake", ECHO_PORT, &["800".to_string()]));
+        wait_for(|| fast(&agent, "redirected") > 20, "redirected messages");
+        agent.kill9();
+        agent.restart_with(FLAGS);
+        let at_restart = fast(&agent, "redirected");
+        (long_lived.join().expect("wake client"), at_restart)
+    });
+    assert_eq!(long_lived["ok"], true, "{long_lived}");
+    let after = fast(&agent, "redirected") - at_restart;
+    assert!(
+        after > 100,
+        "only {after} messages of the live connection were redirected after the restart"
+    );
+}
+
 fn wait_for(pred: impl Fn() -> bool, what: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !pred() {

@@ -46,23 +46,27 @@ pub static TLS_STATS: PerCpuArray<u64> = PerCpuArray::pinned(stats::COUNT, 0);
 pub use dataplane_common::posture::stages;
 
 /// Owner: dataplane::loader (fills them with the stage programs; a program array holds one
-/// program type, hence one per stream program type). Not pinned: each agent fills its own, and
-/// the stream programs it attaches use them.
+/// program type, hence one per stream program type). Pinned: a live socket keeps the sk_msg
+/// program it joined the sockhash with, and that program tail-calls through this array; pinned,
+/// the array outlives its agent, and a restarted agent puts its own stages in it.
 #[map(name = "MW_TLS_MSG_STAGES")]
-pub static MSG_STAGES: ProgramArray = ProgramArray::with_max_entries(stages::SLOTS, 0);
+pub static MSG_STAGES: ProgramArray = ProgramArray::pinned(stages::SLOTS, 0);
 
+/// Owner: dataplane::loader, as MW_TLS_MSG_STAGES (the cgroup_skb ingress stages).
 #[map(name = "MW_TLS_INGRESS_STAGES")]
-pub static INGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(stages::SLOTS, 0);
+pub static INGRESS_STAGES: ProgramArray = ProgramArray::pinned(stages::SLOTS, 0);
 
-/// Kernel-private, per CPU: the connection the ingress feed stage is reading, for the stages it
-/// tail-calls in the same run.
+/// Owner: dataplane::loader, as MW_TLS_MSG_STAGES (the cgroup_skb egress stages).
 #[map(name = "MW_TLS_EGRESS_STAGES")]
-pub static EGRESS_STAGES: ProgramArray = ProgramArray::with_max_entries(stages::SLOTS, 0);
+pub static EGRESS_STAGES: ProgramArray = ProgramArray::pinned(stages::SLOTS, 0);
 
-/// Kernel-private: the connection the cgroup_skb egress feed stage of this run is reading.
+/// Kernel-private, per CPU: the connection the cgroup_skb egress feed stage of this run is
+/// reading, for the stages it tail-calls.
 #[map(name = "MW_TLS_CURRENT_OUT")]
 pub static CURRENT_EGRESS: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
 
+/// Kernel-private, per CPU: the connection the ingress feed stage is reading, for the stages it
+/// tail-calls in the same run.
 #[map(name = "MW_TLS_CURRENT")]
 pub static CURRENT: PerCpuArray<ConnKey> = PerCpuArray::with_max_entries(1, 0);
 

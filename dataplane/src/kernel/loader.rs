@@ -330,10 +330,9 @@ fn load_stream_programs(ebpf: &mut Ebpf, tls_posture: bool) -> Result<()> {
         ]
         .as_slice(),
     )?;
-    // Keep the stage maps alive as long as the programs that tail-call through them.
-    std::mem::forget(msg_stages);
-    std::mem::forget(ingress_stages);
-    std::mem::forget(egress_stages);
+    // The stage maps are pinned: they keep these programs after this agent exits, for the
+    // stream programs live sockets hold, until a restarted agent sets its own.
+    drop((msg_stages, ingress_stages, egress_stages));
     let socks: SockHash<MapData, ConnKey> = ebpf
         .take_map(posture_maps::SOCKS)
         .context("map MW_TLS_SOCKS missing from the object")?
