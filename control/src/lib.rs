@@ -52,7 +52,7 @@ pub use compile::pattern_text;
 pub use compile::{
     BinaryResolutions, CompiledPolicy, CompiledSubject, CompiledWorkload, DnsWatch, EgressEntry,
     FileId, PolicySummary, Resolutions, RuleInfo, RuleKind, Settings, SniRequired, SniRule,
-    compile, compile_with_binaries, inbound_rule_name,
+    binary_patterns, compile, compile_with_binaries, inbound_rule_name,
 };
 pub use dataplane_common::InboundEntry;
 pub use decode::Spanned;

@@ -289,6 +289,12 @@ pub fn compile(
     )
 }
 
+/// Every `spec.binaries` pattern `config` uses: what the agent resolves to files before it
+/// compiles (`CompiledPolicy::binary_patterns` holds the same set).
+pub fn binary_patterns(config: &Config) -> BTreeSet<String> {
+    binaries::patterns(&config.egress_policies)
+}
+
 /// As [`compile`], with the executable files that each `spec.binaries` pattern names now.
 pub fn compile_with_binaries(
     config: &Config,
@@ -556,7 +562,7 @@ pub fn compile_with_binaries(
         rules,
         rule_ids,
         dns_names,
-        binary_patterns: binaries::patterns(policies.iter().copied()),
+        binary_patterns: binary_patterns(config),
         binaries: binary_files,
         subjects,
         sni_rules,

@@ -462,15 +462,8 @@ impl Reconciler {
             return;
         }
         // Its own `spec.binaries` patterns, resolved now.
-        let previous = self.compile(previous).and_then(|p| {
-            let files = binaries::resolve(&p.binary_patterns);
-            if files == self.binaries {
-                Ok(p)
-            } else {
-                self.compile_with(previous, &files)
-            }
-        });
-        let previous = match previous {
+        let files = binaries::resolve(&control::binary_patterns(previous));
+        let previous = match self.compile_with(previous, &files) {
             Ok(p) => p,
             Err(diags) => {
                 tracing::warn!(%diags, "the previous policy no longer compiles; no live connection is decided again");

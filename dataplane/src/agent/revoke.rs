@@ -14,10 +14,14 @@ use std::{
     net::{IpAddr, SocketAddr},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    sync::OnceLock,
 };
 
 use control::{CompiledPolicy, CompiledWorkload, Decision, FileId, Verdict};
-use dataplane::kernel::sock_diag::{self, SockDiag, TCP_LISTEN, TcpSocket, states};
+use dataplane::kernel::{
+    cgroup,
+    sock_diag::{self, SockDiag, TCP_LISTEN, TcpSocket, states},
+};
 use serde::Serialize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -78,6 +82,8 @@ struct Scope<'p> {
     /// One path per network namespace, with the workloads whose inbound connections are decided
     /// there (`meshward.io/netns`).
     namespaces: BTreeMap<PathBuf, Vec<&'p CompiledWorkload>>,
+    /// Built on the first decision that needs a socket's owner (`owner_exe`).
+    socket_owners: OnceLock<HashMap<u32, Vec<u32>>>,
 }
 
 impl<'p> Scope<'p> {
@@ -102,10 +108,10 @@ impl<'p> Scope<'p> {
             }
             let Some(rel) = &w.cgroup else { continue };
             for dir in cgroup_tree(&cgroup_root.join(rel)) {
-                let Ok(meta) = std::fs::metadata(&dir) else {
+                let Ok(id) = cgroup::cgroup_id(&dir) else {
                     continue;
                 };
-                cgroups.insert(meta.ino(), w);
+                cgroups.insert(id, w);
                 let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
                 for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
                     add_netns(PathBuf::from(format!("/proc/{pid}/ns/net")), None);
@@ -117,22 +123,43 @@ impl<'p> Scope<'p> {
             cgroups,
             pids,
             namespaces: by_identity.into_values().collect(),
+            socket_owners: OnceLock::new(),
         }
     }
 
     /// The executable of the process holding socket `inode`, among the workload's processes.
     fn owner_exe(&self, workload_id: u32, inode: u32) -> Option<FileId> {
-        let wanted = format!("socket:[{inode}]");
-        let pid = self.pids.get(&workload_id)?.iter().find(|pid| {
-            std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .into_iter()
-                .flatten()
-                .flatten()
-                .any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str())
-                })
-        })?;
+        let owners = self
+            .socket_owners
+            .get_or_init(|| self.index_socket_owners());
+        let pid = owners
+            .get(&inode)?
+            .iter()
+            .find(|pid| self.pids.get(&workload_id).is_some_and(|p| p.contains(pid)))?;
         super::binaries::file_id(Path::new(&format!("/proc/{pid}/exe")))
+    }
+
+    /// Socket inode → the governed processes holding it: every descriptor of every governed
+    /// process read once per sweep, not once per socket.
+    fn index_socket_owners(&self) -> HashMap<u32, Vec<u32>> {
+        let mut owners: HashMap<u32, Vec<u32>> = HashMap::new();
+        for &pid in self.pids.values().flatten() {
+            let fds = std::fs::read_dir(format!("/proc/{pid}/fd"));
+            for fd in fds.into_iter().flatten().flatten() {
+                let Ok(link) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let inode = link
+                    .to_str()
+                    .and_then(|l| l.strip_prefix("socket:["))
+                    .and_then(|l| l.strip_suffix(']'))
+                    .and_then(|n| n.parse().ok());
+                if let Some(inode) = inode {
+                    owners.entry(inode).or_default().push(pid);
+                }
+            }
+        }
+        owners
     }
 }
 
